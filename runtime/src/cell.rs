@@ -1,0 +1,239 @@
+//! The shared half of an agent: identity, mailbox, counters, control lane.
+//!
+//! The registry, pools, topics and contexts hold `Arc<AgentCell>`; the agent's
+//! task holds one too and is the only consumer of the mailbox. Delivery happens
+//! in the *sender's* task: there is no router task on the hot path.
+//!
+//! The control lane is an atomic word beside the mailbox, read by the agent at
+//! every batch boundary before it takes more messages, so a stop or restart is
+//! never queued behind user messages; an idle agent is woken with a `Wake` item.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::SystemTime;
+
+use tokio::task::JoinHandle;
+
+use crate::address::AgentId;
+use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetters};
+use crate::envelope::Envelope;
+use crate::error::SendError;
+use crate::mailbox::{Item, Mailbox, Overflow, Refusal};
+use crate::stats::Counters;
+
+/// A request on the control lane. Higher values win over lower ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Control {
+    /// Keep going.
+    Run = 0,
+    /// Replace the instance; the mailbox stays.
+    Restart = 1,
+    /// Handle what is queued, then stop.
+    Drain = 2,
+    /// Stop at the next batch boundary; dead-letter what is queued.
+    StopNow = 3,
+}
+
+pub(crate) struct AgentCell {
+    pub id: AgentId,
+    pub name: Arc<str>,
+    pub mailbox: Mailbox,
+    pub counters: Counters,
+    pub max_batch: usize,
+    control: AtomicU8,
+    pub task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for AgentCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCell").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl AgentCell {
+    pub fn new(name: Arc<str>, capacity: usize, overflow: Overflow, max_batch: usize) -> AgentCell {
+        AgentCell {
+            id: AgentId::next(),
+            name,
+            mailbox: Mailbox::new(capacity, overflow),
+            counters: Counters::default(),
+            max_batch,
+            control: AtomicU8::new(Control::Run as u8),
+            task: Mutex::new(None),
+        }
+    }
+
+    pub fn control(&self) -> Control {
+        match self.control.load(Ordering::Acquire) {
+            0 => Control::Run,
+            1 => Control::Restart,
+            2 => Control::Drain,
+            _ => Control::StopNow,
+        }
+    }
+
+    /// Raises the control request to at least `c` and wakes the agent.
+    pub fn request(&self, c: Control) {
+        self.control.fetch_max(c as u8, Ordering::AcqRel);
+        self.mailbox.wake();
+    }
+
+    /// Clears a handled restart request (leaves stop requests in place).
+    pub fn clear_restart(&self) {
+        let _ = self.control.compare_exchange(
+            Control::Restart as u8,
+            Control::Run as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    pub(crate) fn refused<T>(&self, refusal: Refusal, message: T, n: usize) -> SendError<T> {
+        self.counters.sender.rejected.fetch_add(n as u64, Ordering::Relaxed);
+        let agent = self.name.clone();
+        match refusal {
+            Refusal::Full => SendError::Full { agent, message },
+            Refusal::Closed => SendError::Closed { agent, message },
+        }
+    }
+
+    fn accept(&self, n: usize) {
+        self.counters.sender.accepted.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Dead-letters messages shed by `drop_oldest`; they were accepted earlier.
+    fn shed(&self, shed: Vec<Envelope>, dead: &DeadLetters) {
+        for env in shed {
+            self.dead_letter(dead, env, DeadLetterReason::DroppedOldest, None);
+        }
+    }
+
+    pub fn dead_letter(
+        &self,
+        dead: &DeadLetters,
+        mut envelope: Envelope,
+        reason: DeadLetterReason,
+        detail: Option<String>,
+    ) {
+        self.counters.dead(reason, 1);
+        // Dropping the reply slot tells a waiting asker there will be no answer.
+        envelope.reply = None;
+        dead.push(DeadLetter {
+            agent: self.id,
+            agent_name: self.name.clone(),
+            reason,
+            detail,
+            at: SystemTime::now(),
+            envelope,
+        });
+    }
+
+    /// Takes the message if there is room now (shedding for `drop_oldest`);
+    /// otherwise hands it back with the refusal, counting nothing.
+    pub(crate) fn offer(&self, mut env: Envelope, dead: &DeadLetters) -> Result<(), (Refusal, Envelope)> {
+        let mut shed = Vec::new();
+        match self.mailbox.try_reserve(1, &mut shed) {
+            Ok(()) => {
+                env.to = Some(self.id);
+                self.accept(1);
+                self.mailbox.push_reserved(Item::One(env));
+                if !shed.is_empty() {
+                    self.shed(shed, dead);
+                }
+                Ok(())
+            }
+            Err(r) => Err((r, env)),
+        }
+    }
+
+    /// Delivers, waiting for room when the policy is `Block` (until the
+    /// message's deadline, if it has one).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait holds no permits and the message was not accepted.
+    pub async fn deliver(&self, env: Envelope, dead: &DeadLetters) -> Result<(), SendError<Envelope>> {
+        match self.offer(env, dead) {
+            Ok(()) => Ok(()),
+            Err((Refusal::Full, message)) if self.mailbox.overflow() == Overflow::Block => {
+                let deadline = message.deadline;
+                let agent = self.name.clone();
+                self.wait_and_push(Item::One(message), 1, deadline, agent).await.map_err(|e| {
+                    e.map(|item| match item {
+                        Item::One(env) => env,
+                        _ => unreachable!("wait_and_push returns the item it was given"),
+                    })
+                })
+            }
+            Err((r, message)) => Err(self.refused(r, message, 1)),
+        }
+    }
+
+    /// Delivers a batch as one item (one channel operation, `n` permits).
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`AgentCell::deliver`].
+    pub async fn deliver_batch(
+        &self,
+        mut batch: Vec<Envelope>,
+        dead: &DeadLetters,
+    ) -> Result<(), SendError<Vec<Envelope>>> {
+        let n = batch.len();
+        if n == 0 {
+            return Ok(());
+        }
+        for env in &mut batch {
+            env.to = Some(self.id);
+        }
+        let mut shed = Vec::new();
+        match self.mailbox.try_reserve(n, &mut shed) {
+            Ok(()) => {
+                self.accept(n);
+                self.mailbox.push_reserved(Item::Batch(batch));
+                if !shed.is_empty() {
+                    self.shed(shed, dead);
+                }
+                Ok(())
+            }
+            Err(Refusal::Full) if self.mailbox.overflow() == Overflow::Block && n <= self.mailbox.capacity() => {
+                let deadline = batch.iter().filter_map(|e| e.deadline).min();
+                let agent = self.name.clone();
+                self.wait_and_push(Item::Batch(batch), n, deadline, agent).await.map_err(|e| {
+                    e.map(|item| match item {
+                        Item::Batch(v) => v,
+                        _ => unreachable!("wait_and_push returns the item it was given"),
+                    })
+                })
+            }
+            Err(r) => Err(self.refused(r, batch, n)),
+        }
+    }
+
+    async fn wait_and_push(
+        &self,
+        item: Item,
+        n: usize,
+        deadline: Option<tokio::time::Instant>,
+        agent: Arc<str>,
+    ) -> Result<(), SendError<Item>> {
+        let reserved = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, self.mailbox.reserve(n)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.counters.sender.rejected.fetch_add(n as u64, Ordering::Relaxed);
+                    return Err(SendError::Timeout { agent, message: item });
+                }
+            },
+            None => self.mailbox.reserve(n).await,
+        };
+        match reserved {
+            Ok(()) => {
+                self.accept(n);
+                self.mailbox.push_reserved(item);
+                Ok(())
+            }
+            Err(r) => Err(self.refused(r, item, n)),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The agent task: batching loop, failure capture and restarts.
+//!
+//! ```text
+//!             ┌──────────── restart (backoff, budget) ◄──────────┐
+//!             ▼                                                   │
+//!  factory() ─► on_start ─► loop { control? ─► take batch ─► drop expired
+//!                                  ─► handle_batch ─► count } ─────┤ panic / Err
+//!                                                                  ▼
+//!                              stop: on_stop, drain or dead-letter the rest
+//! ```
+//!
+//! **Ownership.** The task owns the agent instance and the batch buffer; the
+//! mailbox lives in the shared cell and outlives every instance, so a restart
+//! keeps what is queued.
+//!
+//! **Failure.** A panic or an `Err` from the handler dead-letters the one
+//! message at the batch cursor (reason `panicked` / `failed`); messages before
+//! it count as handled, messages after it go to the next instance. The restart
+//! budget allows `max_restarts` per `window`, with exponential backoff.
+//!
+//! **Shutdown.** `Drain` handles what is queued, then stops; `StopNow`
+//! dead-letters what is queued (reason `shutdown`). The task exits only once
+//! every reserved permit has been pushed and taken, so a sender racing the
+//! close cannot strand a message.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::agent::{Agent, Context};
+use crate::cell::{AgentCell, Control};
+use crate::config::{RestartPolicy, Supervision};
+use crate::deadletter::{DeadLetterReason, DeadLetters};
+use crate::envelope::Envelope;
+use crate::runtime::Runtime;
+
+/// How one instance's life ended.
+enum Exit {
+    /// Drained or stopped on request.
+    Stopped,
+    /// The agent asked to stop (`Context::stop`) and the policy is `always`.
+    SelfStopped,
+    /// A restart was requested on the control lane.
+    RestartRequested,
+    /// Panic or handler error.
+    Failed { reason: DeadLetterReason, detail: String },
+}
+
+/// Counts restarts in the current window and computes the backoff.
+struct RestartBudget {
+    sup: Supervision,
+    window_start: Option<Instant>,
+    in_window: u32,
+}
+
+impl RestartBudget {
+    fn new(sup: Supervision) -> RestartBudget {
+        RestartBudget { sup, window_start: None, in_window: 0 }
+    }
+
+    /// The backoff before the next restart, or `None` when the budget is spent.
+    fn next(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        match self.window_start {
+            Some(start) if now.duration_since(start) <= self.sup.window => {}
+            _ => {
+                self.window_start = Some(now);
+                self.in_window = 0;
+            }
+        }
+        if self.in_window >= self.sup.max_restarts {
+            return None;
+        }
+        self.in_window += 1;
+        let factor = 1u32.checked_shl(self.in_window - 1).unwrap_or(u32::MAX);
+        Some(self.sup.backoff_initial.saturating_mul(factor).min(self.sup.backoff_max))
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Runs `fut`, turning a panic into an error message.
+async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(fut).catch_unwind().await.map_err(|p| panic_message(&*p))
+}
+
+/// Spawns the task of one agent and stores its handle in the cell.
+pub(crate) fn start<A, F>(rt: &Runtime, cell: Arc<AgentCell>, factory: F, sup: Supervision)
+where
+    A: Agent,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let span = tracing::info_span!("agent", agent = %cell.name, id = %cell.id);
+    let task = run(rt.clone(), cell.clone(), factory, sup).instrument(span);
+    let handle = rt.spawn_task(task);
+    *cell.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+}
+
+async fn run<A, F>(rt: Runtime, cell: Arc<AgentCell>, factory: F, sup: Supervision)
+where
+    A: Agent,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let dead = rt.dead_letter_queue();
+    let mut ctx = Context::new(rt.clone(), cell.clone());
+    let mut buf: Vec<Envelope> = Vec::new();
+    let mut budget = RestartBudget::new(sup);
+    tracing::debug!("agent started");
+    loop {
+        let exit = match std::panic::catch_unwind(AssertUnwindSafe(&factory)) {
+            Err(p) => Exit::Failed { reason: DeadLetterReason::Panicked, detail: panic_message(&*p) },
+            Ok(mut agent) => match guarded(agent.on_start(&mut ctx)).await {
+                Err(detail) => Exit::Failed { reason: DeadLetterReason::Panicked, detail },
+                Ok(Err(e)) => Exit::Failed { reason: DeadLetterReason::Failed, detail: e.0 },
+                Ok(Ok(())) => {
+                    let exit = serve(&mut agent, &mut ctx, &mut buf, dead, sup.policy).await;
+                    if !matches!(exit, Exit::Failed { .. }) {
+                        // A panicking on_stop must not take the task down either.
+                        if let Err(detail) = guarded(agent.on_stop(&mut ctx)).await {
+                            tracing::warn!(%detail, "on_stop panicked");
+                        }
+                    }
+                    exit
+                }
+            },
+        };
+        let restart = match &exit {
+            Exit::Stopped => false,
+            Exit::RestartRequested => true,
+            Exit::SelfStopped => true,
+            Exit::Failed { reason, detail } => {
+                tracing::warn!(%reason, %detail, "agent failed");
+                if let Some(env) = (!buf.is_empty()).then(|| buf.remove(0)) {
+                    cell.dead_letter(dead, env, *reason, Some(detail.clone()));
+                }
+                sup.policy != RestartPolicy::Never
+            }
+        };
+        if !restart {
+            break;
+        }
+        if matches!(exit, Exit::Failed { .. }) {
+            match budget.next() {
+                Some(backoff) => {
+                    if !backoff.is_zero() && !sleep_unless_stopped(&cell, backoff).await {
+                        break;
+                    }
+                }
+                None => {
+                    tracing::error!(max_restarts = sup.max_restarts, "restart budget spent; agent stays stopped");
+                    break;
+                }
+            }
+        }
+        cell.counters.agent.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("agent restarting");
+    }
+    // Whatever is left can no longer be handled by this agent.
+    rt.unregister(&cell);
+    cell.mailbox.close();
+    let reason = if cell.control() == Control::StopNow {
+        DeadLetterReason::Shutdown
+    } else {
+        DeadLetterReason::AgentStopped
+    };
+    for env in buf.drain(..) {
+        cell.dead_letter(dead, env, reason, None);
+    }
+    sweep(&cell, dead, reason).await;
+    rt.retire(&cell);
+    tracing::debug!("agent stopped");
+}
+
+/// Sleeps for the backoff, waking early when a stop is requested. Returns
+/// false when the agent should stop instead of restarting.
+async fn sleep_unless_stopped(cell: &AgentCell, backoff: Duration) -> bool {
+    /// How often a sleeping agent looks at its control lane.
+    const CONTROL_POLL: Duration = Duration::from_millis(10);
+    let until = Instant::now() + backoff;
+    loop {
+        if cell.control() >= Control::Drain {
+            return cell.control() == Control::Drain;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        tokio::time::sleep_until(until.min(now + CONTROL_POLL)).await;
+    }
+}
+
+/// Dead-letters everything still in the mailbox, including messages whose
+/// permits were reserved by a sender that has not pushed yet.
+pub(crate) async fn sweep(cell: &AgentCell, dead: &DeadLetters, reason: DeadLetterReason) {
+    let mut tmp = Vec::new();
+    loop {
+        cell.mailbox.take_batch(&mut tmp, usize::MAX);
+        for env in tmp.drain(..) {
+            cell.dead_letter(dead, env, reason, None);
+        }
+        if cell.mailbox.depth() == 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Serves one instance until it stops or fails.
+async fn serve<A: Agent>(
+    agent: &mut A,
+    ctx: &mut Context,
+    buf: &mut Vec<Envelope>,
+    dead: &DeadLetters,
+    policy: RestartPolicy,
+) -> Exit {
+    let cell = ctx.cell().clone();
+    let max = cell.max_batch;
+    loop {
+        match cell.control() {
+            Control::StopNow => return Exit::Stopped,
+            Control::Restart => {
+                cell.clear_restart();
+                return Exit::RestartRequested;
+            }
+            Control::Drain => {
+                if buf.is_empty() && cell.mailbox.take_batch(buf, max) == 0 {
+                    if cell.mailbox.depth() == 0 {
+                        return Exit::Stopped;
+                    }
+                    // A sender holds permits it has not pushed yet.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
+            Control::Run => {
+                if buf.is_empty() && cell.mailbox.take_batch(buf, max) == 0 {
+                    cell.mailbox.wait_batch(buf, max).await;
+                    continue;
+                }
+            }
+        }
+        if buf.iter().any(|e| e.deadline.is_some()) {
+            let now = Instant::now();
+            for env in buf.extract_if(.., |e| e.is_expired(now)) {
+                cell.dead_letter(dead, env, DeadLetterReason::Expired, None);
+            }
+            if buf.is_empty() {
+                continue;
+            }
+        }
+        ctx.take_replies(buf);
+        ctx.cursor = 0;
+        let result = guarded(agent.handle_batch(ctx, buf)).await;
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((DeadLetterReason::Failed, e.0)),
+            Err(detail) => Some((DeadLetterReason::Panicked, detail)),
+        };
+        let counters = &cell.counters.agent;
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        match failure {
+            None => {
+                ctx.clear_replies();
+                counters.handled.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                buf.clear();
+            }
+            Some((reason, detail)) => {
+                let done = ctx.cursor.min(buf.len());
+                // Messages after the failed one keep their reply slots for the next instance.
+                ctx.restore_replies(&mut buf[done..]);
+                ctx.clear_replies();
+                counters.handled.fetch_add(done as u64, Ordering::Relaxed);
+                buf.drain(..done);
+                return Exit::Failed { reason, detail };
+            }
+        }
+        if ctx.stop_requested {
+            ctx.stop_requested = false;
+            if policy == RestartPolicy::Always {
+                return Exit::SelfStopped;
+            }
+            // Stop as on removal: admit nothing new, handle what is queued.
+            ctx.runtime().unregister(&cell);
+            cell.mailbox.close();
+            cell.request(Control::Drain);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps_and_budget_runs_out() {
+        let sup = Supervision {
+            policy: RestartPolicy::OnFailure,
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(35),
+            max_restarts: 3,
+            window: Duration::from_secs(3600),
+        };
+        let mut b = RestartBudget::new(sup);
+        assert_eq!(b.next(), Some(Duration::from_millis(10)));
+        assert_eq!(b.next(), Some(Duration::from_millis(20)));
+        assert_eq!(b.next(), Some(Duration::from_millis(35)));
+        assert_eq!(b.next(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_refills_after_the_window() {
+        let sup = Supervision { max_restarts: 1, window: Duration::from_secs(1), ..Supervision::immediate() };
+        let mut b = RestartBudget::new(sup);
+        assert!(b.next().is_some());
+        assert!(b.next().is_none());
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(b.next().is_some());
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panic_message(&*p), "boom 7");
+    }
+}
