@@ -1,1 +1,81 @@
-fn main(){}
+//! The `switchyard` command: parses arguments and calls the libraries.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// Switchyard: an async message-orchestration runtime for native and WASM agents.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an embedded runtime with the example agents and a short workload.
+    Demo {
+        /// Fire-and-forget messages to the counter agent.
+        #[arg(long, default_value_t = 1_000_000)]
+        tells: u64,
+        /// Sequential asks to the echo agent.
+        #[arg(long, default_value_t = 100_000)]
+        asks: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    quiet_panics();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the Tokio runtime")?;
+    match cli.command {
+        Command::Demo { tells, asks } => {
+            let opts = switchyard_examples::demo::DemoOptions {
+                tells,
+                asks,
+                ..Default::default()
+            };
+            // The workload runs on a worker thread, like any task that sends to
+            // agents; block_on would make every message cross threads.
+            let report = rt
+                .block_on(async { tokio::spawn(switchyard_examples::demo::run(opts)).await })
+                .context("the demo task panicked")?
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("while running the demo")?;
+            println!("{report}");
+            Ok(if report.shutdown.accounting.balanced() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// Agent panics are caught, dead-lettered and logged by the runtime; print
+/// them as one line instead of a backtrace per failure.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("panic in thread '{name}'{location}: {payload}");
+    }));
+}
