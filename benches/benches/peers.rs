@@ -1,0 +1,217 @@
+//! # How does Switchyard compare with actix, ractor and kameo on the same work?
+//!
+//! **Workloads** (one run, same machine, same process, one after another):
+//! 1. *Tell throughput*: one producer sends 2,000,000 fire-and-forget `u64`
+//!    messages round-robin over N actors (N = 1, 100, 10,000), timed until
+//!    every actor has handled its share. Each actor counts locally and adds its
+//!    share to a shared counter once per round (the same [`Tally`] everywhere).
+//!    One warm-up round, then 3 timed rounds; the median is reported.
+//! 2. *Ask latency*: 200,000 sequential asks to one echo actor (after 10,000
+//!    unrecorded), each timed on its own into an HdrHistogram: p50 and p99.
+//! 3. *Spawn*: 100,000 actors in a row, each spawn timed (mean); idle memory
+//!    per actor from a counting global allocator (live heap delta after the
+//!    actors settle, divided by 100,000; handle `Vec`s are reserved beforehand).
+//!
+//! **APIs**, each framework's idiomatic one: Switchyard `rt.tell(name, ..)`
+//! (also `Addr::tell` after `resolve`) and `rt.ask`; actix `do_send` / `send`;
+//! ractor `cast` / `call!`; kameo `tell(..).await` / `ask(..).await`.
+//! Switchyard payloads are `Bytes` holding the `u64` (one 8-byte allocation
+//! per message, as a real byte payload would be); the others move a `u64`.
+//!
+//! **Mailboxes.** Switchyard and kameo: bounded, 1,024, the sender waits when
+//! full. ractor: unbounded. actix: `do_send` ignores the bound. So ractor and
+//! actix never make the producer wait, and may queue all 2 M messages.
+//!
+//! **Runtimes.** Switchyard, ractor and kameo: a 2-worker Tokio runtime with
+//! the producer in a spawned task. actix: its own single-threaded arbiters
+//! (see `peers/actix_peer.rs`). The counting allocator is installed for all
+//! (a few relaxed, per-thread-sharded atomic adds per allocation).
+//!
+//! **Timed section.** Throughput: first send to last share reported. Asks: each
+//! round trip. Spawn: each spawn call (ractor's awaits `pre_start`).
+//!
+//! **Decision rule.** Informational: the `sy/peer` columns show where
+//! Switchyard leads (> 1 for msg/s, < 1 for times and bytes) and where it lags.
+//!
+//! **Run.** `cargo bench -p switchyard-benches --bench peers` (about 2 minutes).
+//! `PEERS=switchyard,kameo` limits the frameworks (names: switchyard, actix,
+//! ractor, kameo).
+
+#[path = "peers/actix_peer.rs"]
+mod actix_peer;
+#[path = "peers/kameo_peer.rs"]
+mod kameo_peer;
+#[path = "peers/ractor_peer.rs"]
+mod ractor_peer;
+#[path = "peers/switchyard_peer.rs"]
+mod switchyard_peer;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchyard_benches::{CountingAlloc, Percentiles};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Messages per throughput round.
+pub const MESSAGES: u64 = 2_000_000;
+/// Timed throughput rounds (after one warm-up round); the median is reported.
+pub const ROUNDS: usize = 3;
+/// Recorded asks.
+pub const ASKS: usize = 200_000;
+/// Unrecorded asks before them.
+pub const ASK_WARM_UP: usize = 10_000;
+/// Actors spawned in the spawn workload.
+pub const SPAWNS: usize = 100_000;
+/// Bounded mailbox capacity where the framework has one to set (Switchyard's default).
+pub const MAILBOX: usize = switchyard_runtime::DEFAULT_CAPACITY;
+
+/// Actor counts for the throughput workload.
+const NS: [usize; 3] = [1, 100, 10_000];
+
+/// What the spawn workload measured.
+pub struct Spawned {
+    pub hist: Percentiles,
+    pub total: Duration,
+    pub heap_per_actor: f64,
+}
+
+/// The payload of Switchyard's `i`-th ask: the `u64` as bytes, like the others' `u64`.
+pub fn ask_payload(i: usize) -> Bytes {
+    Bytes::copy_from_slice(&(i as u64).to_le_bytes())
+}
+
+/// One framework's column.
+#[derive(Default)]
+struct Column {
+    name: &'static str,
+    /// msg/s per N.
+    rates: Vec<f64>,
+    p50_us: f64,
+    p99_us: f64,
+    spawn_us: f64,
+    bytes_per_actor: f64,
+}
+
+fn median_rate(mut times: Vec<Duration>) -> f64 {
+    times.sort();
+    MESSAGES as f64 / times[times.len() / 2].as_secs_f64()
+}
+
+fn column(
+    name: &'static str,
+    throughput: impl Fn(usize) -> Vec<Duration>,
+    asks: impl Fn() -> Percentiles,
+    spawns: impl Fn() -> Spawned,
+) -> Column {
+    eprintln!("peers: {name} ...");
+    let rates = NS.iter().map(|&n| median_rate(throughput(n))).collect();
+    let a = asks();
+    let s = spawns();
+    Column {
+        name,
+        rates,
+        p50_us: a.at(0.5).as_secs_f64() * 1e6,
+        p99_us: a.at(0.99).as_secs_f64() * 1e6,
+        spawn_us: s.total.as_secs_f64() * 1e6 / SPAWNS as f64,
+        bytes_per_actor: s.heap_per_actor,
+    }
+}
+
+fn main() {
+    use switchyard_peer::Addressing;
+    let wanted = std::env::var("PEERS").unwrap_or_else(|_| "switchyard,actix,ractor,kameo".into());
+    let on = |n: &str| wanted.split(',').any(|w| w.trim() == n);
+    let mut cols = Vec::new();
+    if on("switchyard") {
+        cols.push(column(
+            "switchyard",
+            |n| switchyard_peer::throughput(n, Addressing::ByName),
+            switchyard_peer::asks,
+            switchyard_peer::spawns,
+        ));
+        let rates = NS
+            .iter()
+            .map(|&n| median_rate(switchyard_peer::throughput(n, Addressing::Resolved)))
+            .collect();
+        cols.push(Column {
+            name: "sy (Addr)",
+            rates,
+            p50_us: f64::NAN,
+            p99_us: f64::NAN,
+            spawn_us: f64::NAN,
+            bytes_per_actor: f64::NAN,
+        });
+    }
+    if on("actix") {
+        cols.push(column(
+            "actix 0.13",
+            actix_peer::throughput,
+            actix_peer::asks,
+            actix_peer::spawns,
+        ));
+    }
+    if on("ractor") {
+        cols.push(column(
+            "ractor 0.16",
+            ractor_peer::throughput,
+            ractor_peer::asks,
+            ractor_peer::spawns,
+        ));
+    }
+    if on("kameo") {
+        cols.push(column(
+            "kameo 0.22",
+            kameo_peer::throughput,
+            kameo_peer::asks,
+            kameo_peer::spawns,
+        ));
+    }
+    print_table(&cols);
+}
+
+fn print_table(cols: &[Column]) {
+    let sy = cols.iter().find(|c| c.name == "switchyard");
+    let peers: Vec<&Column> = cols.iter().filter(|c| !c.name.starts_with("s")).collect();
+    let mut header = format!("| {:<32} |", "workload");
+    for c in cols {
+        header += &format!(" {:>12} |", c.name);
+    }
+    for p in &peers {
+        header += &format!(
+            " {:>12} |",
+            format!("sy/{}", p.name.split(' ').next().unwrap_or(p.name))
+        );
+    }
+    println!("\npeers: 2 Tokio workers (actix: own arbiters), one producer\n{header}");
+    println!("|{}", "---|".repeat(1 + cols.len() + peers.len()));
+    let row = |label: String, get: &dyn Fn(&Column) -> f64, scale: f64, unit_digits: usize| {
+        let mut line = format!("| {label:<32} |");
+        for c in cols {
+            line += &format!(" {:>12.*} |", unit_digits, get(c) / scale);
+        }
+        for p in &peers {
+            let r = sy.map_or(f64::NAN, |s| get(s) / get(p));
+            line += &format!(" {r:>12.2} |");
+        }
+        println!("{line}");
+    };
+    for (i, n) in NS.iter().enumerate() {
+        row(
+            format!("tell, N={n}: M msg/s (↑)"),
+            &|c: &Column| c.rates.get(i).copied().unwrap_or(f64::NAN),
+            1e6,
+            2,
+        );
+    }
+    row("ask p50 µs (↓)".into(), &|c: &Column| c.p50_us, 1.0, 2);
+    row("ask p99 µs (↓)".into(), &|c: &Column| c.p99_us, 1.0, 2);
+    row("spawn µs each (↓)".into(), &|c: &Column| c.spawn_us, 1.0, 3);
+    row(
+        "idle B/actor (↓)".into(),
+        &|c: &Column| c.bytes_per_actor,
+        1.0,
+        0,
+    );
+}

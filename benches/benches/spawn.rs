@@ -1,0 +1,146 @@
+//! # What does an agent cost to start and to keep idle?
+//!
+//! **Workload.** One producer task on a 2-worker Tokio runtime calls
+//! `rt.spawn(name, AgentConfig::default(), || Echo)` 100,000 times in a row
+//! (names built beforehand). Then, on a fresh runtime, 1,000,000 agents the
+//! same way, to check that a million can be registered and what they cost.
+//!
+//! **Timed section.** Each `rt.spawn` call on its own (HdrHistogram, ns) and
+//! the whole loop. `spawn` registers the agent and starts its task; the
+//! task's first poll (`on_start`, waiting on the mailbox) happens on the
+//! workers meanwhile, so the loop time is the sender-side cost.
+//!
+//! **Memory.** A counting global allocator ([`CountingAlloc`], wrapping
+//! `System`) tracks live heap bytes. Live bytes and RSS (`/proc/self/statm`) are
+//! read before the loop and after the agents have settled (every task has run
+//! to its first wait: live bytes stop changing); the difference divided by the
+//! number of agents is the idle cost per agent. Names count in it (they are
+//! part of what the runtime keeps per agent); the bench's own name list does not.
+//!
+//! **Decision rule / targets** (issue 2): ≤ 1 µs per spawn, ≤ 1 KiB per idle
+//! agent; 1,000,000 agents register.
+//!
+//! **Run.** `cargo bench -p switchyard-benches --bench spawn` (about 10 s).
+
+use std::time::{Duration, Instant};
+
+use switchyard_benches::{
+    CountingAlloc, Percentiles, names, rss_bytes, run_in_task, settle, tokio_runtime,
+};
+use switchyard_examples::Echo;
+use switchyard_runtime::{AgentConfig, Runtime};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Agents in the timed run.
+const SPAWNS: usize = 100_000;
+
+/// Agents in the registration check.
+const MILLION: usize = 1_000_000;
+
+/// What one run measured.
+struct Measured {
+    agents: usize,
+    hist: Percentiles,
+    total: Duration,
+    heap_per_agent: f64,
+    rss_per_agent: f64,
+    heap_total: i64,
+    rss_total: i64,
+    /// `None` when the runtime was dropped instead of shut down.
+    shutdown: Option<Duration>,
+}
+
+/// How a run ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Teardown {
+    /// `rt.shutdown(grace)`, timed.
+    Graceful,
+    /// Drop the Tokio runtime (1,000,000 agents: a graceful shutdown of that
+    /// many takes far longer than the bench should; see docs/benchmarks.md).
+    Drop,
+}
+
+fn run(agents: usize, time_each: bool, teardown: Teardown) -> Measured {
+    let tokio = tokio_runtime();
+    let names = names("idle", agents);
+    let m = run_in_task(&tokio, async move {
+        let rt = Runtime::new();
+        settle().await;
+        let (heap0, rss0) = (CountingAlloc::live_bytes(), rss_bytes());
+        let mut hist = Percentiles::new();
+        let started = Instant::now();
+        for name in names.iter() {
+            if time_each {
+                let t = Instant::now();
+                rt.spawn(name, AgentConfig::default(), || Echo)
+                    .expect("valid, unique names");
+                hist.record(t.elapsed());
+            } else {
+                rt.spawn(name, AgentConfig::default(), || Echo)
+                    .expect("valid, unique names");
+            }
+        }
+        let total = started.elapsed();
+        settle().await;
+        assert_eq!(rt.agent_count(), agents, "every agent is registered");
+        let heap_total = CountingAlloc::live_bytes() - heap0;
+        let rss_total = rss_bytes() as i64 - rss0 as i64;
+        let shutdown = match teardown {
+            Teardown::Graceful => {
+                let t = Instant::now();
+                let report = rt.shutdown(Duration::from_secs(60)).await;
+                assert!(report.accounting.balanced(), "{}", report.accounting);
+                Some(t.elapsed())
+            }
+            Teardown::Drop => None,
+        };
+        Measured {
+            agents,
+            hist,
+            total,
+            heap_per_agent: heap_total as f64 / agents as f64,
+            rss_per_agent: rss_total as f64 / agents as f64,
+            heap_total,
+            rss_total,
+            shutdown,
+        }
+    });
+    tokio.shutdown_timeout(Duration::from_secs(5));
+    m
+}
+
+fn main() {
+    let m = run(SPAWNS, true, Teardown::Graceful);
+    println!(
+        "\nspawn: {} native agents (Echo, default config) spawned in a row from one task",
+        m.agents
+    );
+    Percentiles::print_header();
+    m.hist.print_row("rt.spawn(name, default, || Echo)");
+    report(&m);
+
+    let m = run(MILLION, false, Teardown::Drop);
+    println!("\nregistration check: {} agents", m.agents);
+    report(&m);
+    println!("targets: <= 1 µs per spawn, <= 1 KiB (1024 B) per idle agent");
+}
+
+fn report(m: &Measured) {
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "loop: {:.3} s = {:.3} µs per spawn; idle memory: heap {:.0} B/agent ({:.1} MiB), RSS {:.0} B/agent ({:.1} MiB); graceful shutdown {}",
+        m.total.as_secs_f64(),
+        m.total.as_secs_f64() * 1e6 / m.agents as f64,
+        m.heap_per_agent,
+        mib(m.heap_total),
+        m.rss_per_agent,
+        mib(m.rss_total),
+        m.shutdown
+            .map_or("not timed (runtime dropped)".to_owned(), |d| format!(
+                "{:.3} s",
+                d.as_secs_f64()
+            )),
+    );
+}
