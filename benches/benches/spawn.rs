@@ -111,6 +111,24 @@ fn run(agents: usize, time_each: bool, teardown: Teardown) -> Measured {
     m
 }
 
+/// Live heap bytes per bare Tokio task that waits forever: the floor under
+/// any task-per-agent design, for comparison.
+fn tokio_task_floor() -> f64 {
+    let tokio = tokio_runtime();
+    let per_task = run_in_task(&tokio, async {
+        settle().await;
+        let heap0 = CountingAlloc::live_bytes();
+        let handles: Vec<_> = (0..SPAWNS)
+            .map(|_| tokio::spawn(std::future::pending::<()>()))
+            .collect();
+        settle().await;
+        let vec_bytes = (handles.capacity() * size_of::<tokio::task::JoinHandle<()>>()) as i64;
+        (CountingAlloc::live_bytes() - heap0 - vec_bytes) as f64 / SPAWNS as f64
+    });
+    tokio.shutdown_timeout(Duration::from_secs(5));
+    per_task
+}
+
 fn main() {
     let m = run(SPAWNS, true, Teardown::Graceful);
     println!(
@@ -124,6 +142,10 @@ fn main() {
     let m = run(MILLION, false, Teardown::Drop);
     println!("\nregistration check: {} agents", m.agents);
     report(&m);
+    println!(
+        "\nfloor: a bare tokio::spawn(pending()) task holds {:.0} B of heap",
+        tokio_task_floor()
+    );
     println!("targets: <= 1 µs per spawn, <= 1 KiB (1024 B) per idle agent");
 }
 

@@ -120,6 +120,10 @@ impl Fixture {
 }
 
 fn tell(c: &mut Criterion) {
+    println!(
+        "size_of::<Envelope>() = {} bytes (moved by value through the send path)",
+        size_of::<Envelope>()
+    );
     let mut group = c.benchmark_group("tell");
     group
         .sample_size(10)
