@@ -1,5 +1,8 @@
 //! The `switchyard` command: parses arguments and calls the libraries.
 
+mod config_cmd;
+mod serve;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -24,6 +27,22 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         asks: u64,
     },
+    /// Run Switchyard as a service (TCP protocol + HTTP API) until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Work with service configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file: every key, value and agent, without serving.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +63,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("while starting the Tokio runtime")?;
     match cli.command {
+        Command::Serve(args) => {
+            init_tracing();
+            rt.block_on(async { tokio::spawn(serve::run(args)).await }).context("the service task panicked")?
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            println!("{}", config_cmd::check(&file)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { tells, asks } => {
             let opts = switchyard_examples::demo::DemoOptions {
                 tells,
@@ -61,6 +88,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.shutdown.accounting.balanced() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Agent panics are caught, dead-lettered and logged by the runtime; print

@@ -45,6 +45,8 @@ mod runtime;
 mod shutdown;
 mod stats;
 mod supervisor;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 pub use address::AgentId;
 pub use agent::{Agent, Context};
@@ -57,3 +59,8 @@ pub use pool::{MAX_POOL_SIZE, Strategy, jump_hash};
 pub use runtime::{Addr, AgentInfo, DEFAULT_DEAD_LETTER_CAPACITY, PublishReport, Runtime, RuntimeBuilder};
 pub use shutdown::{STOP_NOW_GRACE, ShutdownReport};
 pub use stats::Accounting;
+
+/// The README's example, compiled and run as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

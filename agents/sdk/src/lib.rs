@@ -1,0 +1,196 @@
+//! # switchyard-sdk
+//!
+//! Write a Switchyard agent in Rust and run it as a sandboxed WASM component.
+//! Implement [`Agent`], export it with [`export_agent!`], build for
+//! `wasm32-wasip2` (`switchyard agent build PATH`):
+//!
+//! ```ignore
+//! use switchyard_sdk::{Agent, Envelope, Error, host};
+//!
+//! struct Echo;
+//!
+//! impl Agent for Echo {
+//!     fn init(_config: &str) -> Result<Self, Error> {
+//!         Ok(Echo)
+//!     }
+//!     fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+//!         host::reply(&msg, &msg.payload)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! switchyard_sdk::export_agent!(Echo);
+//! ```
+//!
+//! ## Contract
+//! The world is `switchyard:agent/agent@0.1.0` (`wit/agent.wit`, shipped with
+//! this crate). The host calls `init` once per instance, then hands over the
+//! queued messages in batches. An `Err` from a handler dead-letters that one
+//! message; a panic traps the instance (the message is logged first), which
+//! dead-letters the message and restarts the instance with fresh state: keep
+//! what must survive in the key-value store ([`host::kv_set`]).
+//!
+//! The agent can only do what `host` offers: no files, sockets, environment
+//! or clock beyond what its configuration grants. Use [`host::log`] (or the
+//! [`info!`]-style macros), not `println!`: standard output is not connected.
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "agent",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent_world",
+        default_bindings_module: "::switchyard_sdk::bindings",
+    });
+}
+
+pub mod host;
+
+pub use bindings::switchyard::agent::types::{Kind, KvError, Level, ReplyError, SendError};
+
+/// One message, owned by the handler.
+pub type Envelope = bindings::switchyard::agent::types::Envelope;
+
+/// A handler failure: the message is dead-lettered with this text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl Error {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> Error {
+        Error(msg.into())
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(s: &str) -> Error {
+        Error(s.to_owned())
+    }
+}
+
+impl From<String> for Error {
+    fn from(s: String) -> Error {
+        Error(s)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Error {
+        Error(format!("send refused: {e:?}"))
+    }
+}
+
+impl From<ReplyError> for Error {
+    fn from(e: ReplyError) -> Error {
+        Error(format!("reply refused: {e:?}"))
+    }
+}
+
+impl From<KvError> for Error {
+    fn from(e: KvError) -> Error {
+        Error(format!("key-value write refused: {e:?}"))
+    }
+}
+
+/// A Switchyard agent. One value lives per instance; the host builds it with
+/// [`Agent::init`] at start and after every restart or hot reload.
+pub trait Agent: Sized + 'static {
+    /// Builds the agent from the configuration text its operator gave it.
+    fn init(config: &str) -> Result<Self, Error>;
+
+    /// Handles one message.
+    fn handle(&mut self, msg: Envelope) -> Result<(), Error>;
+
+    /// Handles a batch. The default calls [`Agent::handle`] for each message
+    /// and reports progress to the host, so that a trap dead-letters only the
+    /// message being handled. An override must call [`host::progress`] too.
+    fn handle_batch(&mut self, batch: Vec<Envelope>) -> Result<(), (u32, Error)> {
+        for (i, msg) in batch.into_iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            host::progress(i);
+            self.handle(msg).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Exports an [`Agent`] implementation as the component's `agent` world.
+/// Use it once per crate, at the top level.
+#[macro_export]
+macro_rules! export_agent {
+    ($agent:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static STATE: ::std::cell::RefCell<::std::option::Option<$agent>> =
+                    const { ::std::cell::RefCell::new(::std::option::Option::None) };
+            }
+            struct Export;
+            impl $crate::bindings::Guest for Export {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), $crate::__private::AgentError> {
+                    $crate::__private::install_panic_hook();
+                    let agent = <$agent as $crate::Agent>::init(&config)
+                        .map_err($crate::__private::wire_error)?;
+                    STATE.with(|s| *s.borrow_mut() = ::std::option::Option::Some(agent));
+                    ::std::result::Result::Ok(())
+                }
+                fn handle(
+                    msg: $crate::Envelope,
+                ) -> ::std::result::Result<(), $crate::__private::AgentError> {
+                    STATE.with(|s| match s.borrow_mut().as_mut() {
+                        ::std::option::Option::Some(a) => <$agent as $crate::Agent>::handle(a, msg)
+                            .map_err($crate::__private::wire_error),
+                        ::std::option::Option::None => {
+                            ::std::result::Result::Err($crate::__private::not_initialised())
+                        }
+                    })
+                }
+                fn handle_batch(
+                    batch: ::std::vec::Vec<$crate::Envelope>,
+                ) -> ::std::result::Result<(), (u32, $crate::__private::AgentError)> {
+                    STATE.with(|s| match s.borrow_mut().as_mut() {
+                        ::std::option::Option::Some(a) => {
+                            <$agent as $crate::Agent>::handle_batch(a, batch)
+                                .map_err(|(i, e)| (i, $crate::__private::wire_error(e)))
+                        }
+                        ::std::option::Option::None => {
+                            ::std::result::Result::Err((0, $crate::__private::not_initialised()))
+                        }
+                    })
+                }
+            }
+    $crate::bindings::__export_agent_world!(Export with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::switchyard::agent::types::AgentError;
+
+    pub fn wire_error(e: crate::Error) -> AgentError {
+        AgentError { message: e.0 }
+    }
+
+    pub fn not_initialised() -> AgentError {
+        AgentError {
+            message: "handle called before init".to_owned(),
+        }
+    }
+
+    /// Panics abort the instance (a trap); log the message first, through the
+    /// host, since standard error is not connected.
+    pub fn install_panic_hook() {
+        std::panic::set_hook(Box::new(|info| {
+            crate::host::log(crate::Level::Error, &format!("agent panicked: {info}"));
+        }));
+    }
+}

@@ -1,0 +1,213 @@
+//! [`WasmAgent`]: a WASM instance behind the core [`Agent`] trait.
+//!
+//! ```text
+//!  on_start ─► Store (limits) ─► instantiate (InstancePre) ─► init(config)
+//!  handle_batch ─► generation changed? re-instantiate ─► deadline = n × cpu
+//!     ─► guest handle-batch(list<envelope>) ─► flush replies, publishes, asks
+//!     trap ─► classify ─► drop the instance ─► Err: the supervisor
+//!             dead-letters the message at the progress index and restarts
+//! ```
+//!
+//! **Ownership.** The agent owns its `Store` (one per instance); the kind is
+//! shared. A trapped store is dropped, never reused.
+//!
+//! **Failure.** Guest errors become [`AgentError`]s whose text starts with
+//! the [`FailureKind`] label (`deadline: ...`, `memory: ...`).
+//!
+//! **Blocking.** A guest call runs on the agent's Tokio worker for at most
+//! its CPU deadline (`cpu_per_message` × batch size).
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use crate::agent::{Agent, Context};
+use crate::envelope::{Envelope, Kind};
+use crate::error::AgentError;
+use crate::wasm::bindings::Agent as AgentWorld;
+use crate::wasm::bindings::switchyard::agent::types::{Envelope as WireEnvelope, Kind as WireKind};
+use crate::wasm::engine::deadline_ticks;
+use crate::wasm::error::{FailureKind, classify};
+use crate::wasm::host::{CallState, HostState, Limiter};
+use crate::wasm::kind::{WasmAgentKind, new_store};
+
+/// A live instance.
+struct Live {
+    store: Store<HostState>,
+    world: AgentWorld,
+    generation: u64,
+}
+
+/// A Switchyard agent backed by a WASM component instance.
+pub struct WasmAgent {
+    kind: Arc<WasmAgentKind>,
+    live: Option<Live>,
+}
+
+fn failure(kind: FailureKind, detail: &str) -> AgentError {
+    AgentError(format!("{kind}: {detail}"))
+}
+
+fn wire_kind(kind: Kind) -> WireKind {
+    match kind {
+        Kind::Tell => WireKind::Tell,
+        Kind::Ask => WireKind::Ask,
+        Kind::Reply => WireKind::Reply,
+        Kind::Publish => WireKind::Publish,
+    }
+}
+
+impl WasmAgent {
+    pub(crate) fn new(kind: Arc<WasmAgentKind>) -> WasmAgent {
+        WasmAgent { kind, live: None }
+    }
+
+    /// Builds a store and an instance of the kind's current version and runs `init`.
+    fn start(&mut self, ctx: &Context) -> Result<(), AgentError> {
+        self.live = None;
+        let version = self.kind.current();
+        let limits = &self.kind.limits;
+        let state = HostState {
+            agent: Arc::from(ctx.name()),
+            id: Some(ctx.id()),
+            rt: Some(ctx.runtime().clone()),
+            limiter: Limiter {
+                memory_bytes: limits.memory_bytes,
+                memory_denied: false,
+            },
+            kv: self.kind.kv().agent(ctx.name(), limits.kv),
+            caps: limits.capabilities,
+            max_outbox: limits.max_outbox,
+            call: CallState::default(),
+        };
+        let mut store =
+            new_store(&version, limits, state).map_err(|e| AgentError(e.to_string()))?;
+        let world = version.pre.instantiate(&mut store).map_err(|e| {
+            let (kind, detail) = classify(&e, store.data().limiter.memory_denied);
+            failure(kind, &format!("instantiating {}: {detail}", version.source))
+        })?;
+        match world.call_init(&mut store, &limits.config) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failure(FailureKind::Error, &format!("init: {}", e.message))),
+            Err(e) => {
+                let (kind, detail) = classify(&e, store.data().limiter.memory_denied);
+                return Err(failure(kind, &format!("init: {detail}")));
+            }
+        }
+        self.live = Some(Live {
+            store,
+            world,
+            generation: version.generation,
+        });
+        Ok(())
+    }
+
+    /// Carries out what the guest queued during the call: replies first (so a
+    /// later trap in the batch does not lose them), then publishes and asks.
+    async fn flush(ctx: &mut Context, batch: &[Envelope], call: &mut CallState) {
+        for (index, payload) in call.replies.drain(..) {
+            if let Some(request) = batch.get(index as usize)
+                && let Err(e) = ctx.reply(request, payload)
+            {
+                tracing::debug!(error = %e, "WASM agent reply dropped");
+            }
+        }
+        for (topic, env) in call.publishes.drain(..) {
+            let report = ctx.runtime().publish(&topic, env).await;
+            tracing::trace!(topic, ?report, "WASM agent published");
+        }
+        for (to, env, timeout) in call.out_asks.drain(..) {
+            let rt = ctx.runtime().clone();
+            let me = ctx.id();
+            // The answer comes back to this agent as a `reply` envelope.
+            tokio::spawn(async move {
+                match rt.ask(&to, env, timeout).await {
+                    Ok(reply) => {
+                        if let Err(e) = rt.tell_id(me, reply).await {
+                            tracing::debug!(error = %e, "reply to a WASM agent's ask not delivered");
+                        }
+                    }
+                    Err(e) => tracing::warn!(to, error = %e, "ask by a WASM agent got no reply"),
+                }
+            });
+        }
+    }
+
+    async fn run(&mut self, ctx: &mut Context, batch: &[Envelope]) -> Result<(), AgentError> {
+        let generation = self.kind.generation();
+        if self
+            .live
+            .as_ref()
+            .is_none_or(|l| l.generation != generation)
+        {
+            // Hot reload (or a previous failure): switch at this batch boundary.
+            self.start(ctx)?;
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Err(AgentError::new("WASM instance missing after start"));
+        };
+        let cpu = self.kind.limits.cpu_per_message;
+        let mut call = std::mem::take(&mut live.store.data_mut().call);
+        call.asks.clear();
+        call.progress = 0;
+        let mut params = Vec::with_capacity(batch.len());
+        for (i, env) in batch.iter().enumerate() {
+            let id = env.id().get();
+            if env.kind() == Kind::Ask {
+                call.asks.push((id, i as u32));
+            }
+            params.push(WireEnvelope {
+                id,
+                kind: wire_kind(env.kind()),
+                from: env.from().map(|a| a.get()),
+                correlation: env.correlation().map(|m| m.get()),
+                key: env.key(),
+                payload: env.payload(),
+            });
+        }
+        live.store.data_mut().call = call;
+        live.store
+            .set_epoch_deadline(deadline_ticks(cpu, batch.len()));
+        let result = live.world.call_handle_batch(&mut live.store, &params);
+        drop(params);
+        let mut call = std::mem::take(&mut live.store.data_mut().call);
+        let memory_denied = live.store.data().limiter.memory_denied;
+        Self::flush(ctx, batch, &mut call).await;
+        let progress = call.progress as usize;
+        if let Some(live) = self.live.as_mut() {
+            live.store.data_mut().call = call;
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((index, e))) => {
+                ctx.set_batch_cursor(index as usize);
+                Err(failure(FailureKind::Error, &e.message))
+            }
+            Err(e) => {
+                // The instance is poisoned: drop it; the supervisor restarts.
+                self.live = None;
+                ctx.set_batch_cursor(progress.min(batch.len().saturating_sub(1)));
+                let (kind, detail) = classify(&e, memory_denied);
+                Err(failure(kind, &detail))
+            }
+        }
+    }
+}
+
+impl Agent for WasmAgent {
+    async fn on_start(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
+        self.start(ctx)
+    }
+
+    async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
+        self.run(ctx, std::slice::from_ref(msg)).await
+    }
+
+    async fn handle_batch(
+        &mut self,
+        ctx: &mut Context,
+        batch: &[Envelope],
+    ) -> Result<(), AgentError> {
+        self.run(ctx, batch).await
+    }
+}

@@ -1,0 +1,175 @@
+//! The process-wide engine, its epoch ticker and the compiled-component cache.
+//!
+//! **Ownership.** One [`wasmtime::Engine`] per process, created on first use
+//! and never dropped; a detached ticker thread advances its epoch every
+//! [`EPOCH_TICK`] (CPU deadlines are counted in ticks). Compiled components
+//! are cached by content (FNV-1a of the bytes, confirmed by comparing the
+//! bytes), so loading the same file twice compiles it once.
+//!
+//! **Backpressure.** The cache holds at most [`MAX_CACHED_COMPONENTS`]; past
+//! that the oldest entry is dropped (kinds keep their own handle to what they
+//! use). The pooling allocator is sized for [`MAX_INSTANCES`] live instances;
+//! an instantiation beyond that fails, and the agent fails with it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::envelope::fnv1a;
+use crate::wasm::error::WasmError;
+use crate::wasm::limits::MAX_MEMORY_BYTES;
+
+/// Epoch granularity: the unit of the CPU deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Live component instances the pooling allocator has slots for (the
+/// issue's target is 10,000 live agents, plus room for hot-reload overlap).
+pub const MAX_INSTANCES: u32 = 12_000;
+/// Compiled components kept in memory.
+pub const MAX_CACHED_COMPONENTS: usize = 64;
+/// Core instances per component: a Rust guest has its module plus the
+/// adapter and shim modules that wit-component adds.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Memories and tables per component (module plus adapter).
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+/// Guard region after each linear memory: small, since memories are capped
+/// well below 4 GiB and bounds are checked explicitly.
+const MEMORY_GUARD: u64 = 2 << 20;
+
+/// The engine and the cache, shared by every kind in the process.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    cache: Mutex<VecDeque<(u64, Arc<[u8]>, Component)>>,
+    /// Whether the pooling allocator is in use (false: it could not reserve
+    /// its address space and the engine fell back to on-demand allocation).
+    pub(crate) pooling: bool,
+}
+
+fn config(pooling: bool) -> Config {
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true);
+    cfg.epoch_interruption(true);
+    cfg.memory_reservation(MAX_MEMORY_BYTES as u64);
+    cfg.memory_guard_size(MEMORY_GUARD);
+    cfg.memory_reservation_for_growth(0);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(MAX_INSTANCES);
+        pool.total_core_instances(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT);
+        pool.total_memories(MAX_INSTANCES * MEMORIES_PER_COMPONENT);
+        pool.total_tables(MAX_INSTANCES * TABLES_PER_COMPONENT);
+        pool.max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT);
+        pool.max_memories_per_component(MEMORIES_PER_COMPONENT);
+        pool.max_tables_per_component(TABLES_PER_COMPONENT);
+        pool.max_memory_size(MAX_MEMORY_BYTES);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    cfg
+}
+
+/// The shared engine, created (with its ticker) on first use.
+pub(crate) fn shared() -> Result<&'static Shared, WasmError> {
+    static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| {
+        let (engine, pooling) = match Engine::new(&config(true)) {
+            Ok(e) => (e, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; WASM instances use on-demand allocation");
+                (Engine::new(&config(false)).map_err(|e| format!("{e:#}"))?, false)
+            }
+        };
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("switchyard-wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch ticker thread: {e}"))?;
+        Ok(Shared { engine, cache: Mutex::new(VecDeque::new()), pooling })
+    });
+    shared.as_ref().map_err(|e| WasmError::Engine(e.clone()))
+}
+
+impl Shared {
+    /// Compiles `bytes` (a component) or returns the cached compilation.
+    pub(crate) fn compile(&self, path: &str, bytes: &[u8]) -> Result<Component, WasmError> {
+        let hash = fnv1a(bytes);
+        let hit = |c: &VecDeque<(u64, Arc<[u8]>, Component)>| {
+            c.iter()
+                .find(|(h, b, _)| *h == hash && **b == *bytes)
+                .map(|(_, _, comp)| comp.clone())
+        };
+        if let Some(c) = hit(&self.cache.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(c);
+        }
+        // Compile outside the lock: it takes milliseconds to seconds.
+        let component = Component::new(&self.engine, bytes).map_err(|e| WasmError::Invalid {
+            path: path.to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if hit(&cache).is_none() {
+            if cache.len() == MAX_CACHED_COMPONENTS {
+                cache.pop_front();
+            }
+            cache.push_back((hash, Arc::from(bytes), component.clone()));
+        }
+        Ok(component)
+    }
+}
+
+/// Whether instances come from the pooling allocator (false when it could
+/// not reserve its address space and the engine fell back to on-demand).
+pub fn pooling_enabled() -> bool {
+    shared().is_ok_and(|s| s.pooling)
+}
+
+/// Ticks in `cpu` (rounded up), plus one for the tick already under way.
+pub(crate) fn deadline_ticks(cpu: Duration, messages: usize) -> u64 {
+    let per = cpu.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+    u64::try_from(per.saturating_mul(messages.max(1) as u128))
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_scale_with_the_batch() {
+        assert_eq!(deadline_ticks(Duration::from_millis(10), 1), 11);
+        assert_eq!(deadline_ticks(Duration::from_millis(10), 4), 41);
+        assert_eq!(deadline_ticks(Duration::from_micros(10), 1), 2);
+    }
+
+    #[test]
+    fn the_engine_starts_and_caches_by_content() {
+        let shared = shared().expect("engine");
+        let empty_component = b"\0asm\x0d\0\x01\0";
+        let a = shared.compile("a", empty_component).expect("compiles");
+        let b = shared.compile("b", empty_component).expect("compiles");
+        // Same compilation: same component type identity.
+        assert_eq!(
+            a.component_type().exports(&shared.engine).count(),
+            b.component_type().exports(&shared.engine).count()
+        );
+        assert!(
+            shared
+                .cache
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, b, _)| **b == empty_component[..])
+                .count()
+                == 1
+        );
+    }
+}
