@@ -1,5 +1,6 @@
 //! The `switchyard` command: parses arguments and calls the libraries.
 
+mod agent_cmd;
 mod config_cmd;
 mod serve;
 
@@ -34,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Author WASM agents: scaffold, build, check.
+    Agent {
+        #[command(subcommand)]
+        command: agent_cmd::AgentCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("while starting the Tokio runtime")?;
     match cli.command {
+        Command::Agent { command } => agent_cmd::run(command),
         Command::Serve(args) => {
             init_tracing();
             rt.block_on(async { tokio::spawn(serve::run(args)).await }).context("the service task panicked")?
