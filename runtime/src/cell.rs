@@ -103,13 +103,6 @@ impl AgentCell {
         self.counters.sender.accepted.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Dead-letters messages shed by `drop_oldest`; they were accepted earlier.
-    fn shed(&self, shed: Vec<Envelope>, dead: &DeadLetters) {
-        for env in shed {
-            self.dead_letter(dead, env, DeadLetterReason::DroppedOldest, None);
-        }
-    }
-
     pub fn dead_letter(
         &self,
         dead: &DeadLetters,
@@ -133,15 +126,11 @@ impl AgentCell {
     /// Takes the message if there is room now (shedding for `drop_oldest`);
     /// otherwise hands it back with the refusal, counting nothing.
     pub(crate) fn offer(&self, mut env: Envelope, dead: &DeadLetters) -> Result<(), (Refusal, Envelope)> {
-        let mut shed = Vec::new();
-        match self.mailbox.try_reserve(1, &mut shed) {
+        match self.mailbox.try_reserve(1, |old| self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)) {
             Ok(()) => {
                 env.to = Some(self.id);
                 self.accept(1);
                 self.mailbox.push_reserved(Item::One(env));
-                if !shed.is_empty() {
-                    self.shed(shed, dead);
-                }
                 Ok(())
             }
             Err(r) => Err((r, env)),
@@ -186,14 +175,10 @@ impl AgentCell {
         for env in &mut batch {
             env.to = Some(self.id);
         }
-        let mut shed = Vec::new();
-        match self.mailbox.try_reserve(n, &mut shed) {
+        match self.mailbox.try_reserve(n, |old| self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)) {
             Ok(()) => {
                 self.accept(n);
                 self.mailbox.push_reserved(Item::Batch(batch));
-                if !shed.is_empty() {
-                    self.shed(shed, dead);
-                }
                 Ok(())
             }
             Err(Refusal::Full) if self.mailbox.overflow() == Overflow::Block && n <= self.mailbox.capacity() => {

@@ -143,8 +143,10 @@ impl Mailbox {
     }
 
     /// Takes `n` permits without waiting. For `DropOldest`, sheds queued items
-    /// (returned in `shed`) until they fit.
-    pub fn try_reserve(&self, n: usize, shed: &mut Vec<Envelope>) -> Result<(), Refusal> {
+    /// until they fit, handing each shed message to `on_shed` *before* its
+    /// permit is returned (so a drain that waits for all permits also waits
+    /// for the shed message to be accounted).
+    pub fn try_reserve(&self, n: usize, mut on_shed: impl FnMut(Envelope)) -> Result<(), Refusal> {
         let Ok(n32) = u32::try_from(n) else {
             return Err(Refusal::Full);
         };
@@ -162,7 +164,11 @@ impl Mailbox {
                     match self.rx.try_recv() {
                         Ok(item) => {
                             let freed = item.len();
-                            push_messages(shed, item);
+                            match item {
+                                Item::One(env) => on_shed(env),
+                                Item::Batch(batch) => batch.into_iter().for_each(&mut on_shed),
+                                Item::Wake => {}
+                            }
                             self.permits.add_permits(freed);
                         }
                         // The agent took the items but has not returned their
@@ -255,11 +261,11 @@ mod tests {
     fn reject_refuses_when_full_and_counts_messages_not_items() {
         let mb = Mailbox::new(3, Overflow::Reject);
         let mut shed = Vec::new();
-        mb.try_reserve(2, &mut shed).unwrap();
+        mb.try_reserve(2, |e| shed.push(e)).unwrap();
         mb.push_reserved(Item::Batch(vec![Envelope::tell("a"), Envelope::tell("b")]));
         assert_eq!(mb.depth(), 2);
-        assert_eq!(mb.try_reserve(2, &mut shed), Err(Refusal::Full));
-        mb.try_reserve(1, &mut shed).unwrap();
+        assert_eq!(mb.try_reserve(2, |e| shed.push(e)), Err(Refusal::Full));
+        mb.try_reserve(1, |e| shed.push(e)).unwrap();
         mb.push_reserved(Item::One(Envelope::tell("c")));
         assert_eq!(mb.depth(), 3);
         let mut buf = Vec::new();
@@ -273,7 +279,7 @@ mod tests {
         let mb = Mailbox::new(2, Overflow::DropOldest);
         let mut shed = Vec::new();
         for p in ["1", "2", "3"] {
-            mb.try_reserve(1, &mut shed).unwrap();
+            mb.try_reserve(1, |e| shed.push(e)).unwrap();
             mb.push_reserved(Item::One(Envelope::tell(p)));
         }
         assert_eq!(shed.len(), 1);
@@ -287,11 +293,10 @@ mod tests {
     #[test]
     fn closed_mailbox_refuses_but_keeps_queue() {
         let mb = Mailbox::new(4, Overflow::Block);
-        let mut shed = Vec::new();
-        mb.try_reserve(1, &mut shed).unwrap();
+        mb.try_reserve(1, drop).unwrap();
         mb.push_reserved(Item::One(Envelope::tell("kept")));
         mb.close();
-        assert_eq!(mb.try_reserve(1, &mut shed), Err(Refusal::Closed));
+        assert_eq!(mb.try_reserve(1, drop), Err(Refusal::Closed));
         let mut buf = Vec::new();
         assert_eq!(mb.take_batch(&mut buf, 8), 1);
     }
@@ -299,15 +304,13 @@ mod tests {
     #[test]
     fn batch_larger_than_capacity_is_refused() {
         let mb = Mailbox::new(2, Overflow::DropOldest);
-        let mut shed = Vec::new();
-        assert_eq!(mb.try_reserve(3, &mut shed), Err(Refusal::Full));
+        assert_eq!(mb.try_reserve(3, drop), Err(Refusal::Full));
     }
 
     #[tokio::test]
     async fn block_waits_for_room() {
         let mb = std::sync::Arc::new(Mailbox::new(1, Overflow::Block));
-        let mut shed = Vec::new();
-        mb.try_reserve(1, &mut shed).unwrap();
+        mb.try_reserve(1, drop).unwrap();
         mb.push_reserved(Item::One(Envelope::tell("first")));
         let waiter = {
             let mb = mb.clone();

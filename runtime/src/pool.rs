@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn strategy_parses() {
-        assert_eq!("key_affinity".parse::<Strategy>(), Ok(Strategy::KeyAffinity));
-        assert!("random".parse::<Strategy>().unwrap_err().contains("round_robin"));
+        assert_eq!("key_affinity".parse::<super::Strategy>(), Ok(super::Strategy::KeyAffinity));
+        assert!("random".parse::<super::Strategy>().unwrap_err().contains("round_robin"));
     }
 }

@@ -100,7 +100,7 @@ impl RuntimeBuilder {
                 dead: DeadLetters::new(self.dead_letter_capacity.unwrap_or(DEFAULT_DEAD_LETTER_CAPACITY)),
                 shutting_down: AtomicBool::new(false),
                 retired: Mutex::new(Accounting::default()),
-                unknown: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
                 late_replies: AtomicU64::new(0),
                 asks_timed_out: AtomicU64::new(0),
                 handle,
@@ -116,7 +116,10 @@ pub(crate) struct Inner {
     pub shutting_down: AtomicBool,
     /// Counters of agents that have exited, folded in at exit.
     retired: Mutex<Accounting>,
-    unknown: AtomicU64,
+    /// Every refused message, whichever agent (or no agent) refused it. Kept
+    /// here rather than summed from cells because a sender can be refused by
+    /// an agent that has already exited and been folded into `retired`.
+    rejected: AtomicU64,
     late_replies: AtomicU64,
     asks_timed_out: AtomicU64,
     handle: tokio::runtime::Handle,
@@ -275,9 +278,16 @@ impl Runtime {
         self.inner.registry.ids.get(&id).map(|c| c.name.clone())
     }
 
-    fn unknown<T>(&self, name: &str, message: T, n: usize) -> SendError<T> {
-        self.inner.unknown.fetch_add(n as u64, Ordering::Relaxed);
+    fn unknown<T>(&self, name: &str, message: T) -> SendError<T> {
         SendError::UnknownAgent { name: name.into(), message }
+    }
+
+    /// Counts a refusal of `n` messages in the runtime's totals.
+    fn counted<T>(&self, result: Result<(), SendError<T>>, n: usize) -> Result<(), SendError<T>> {
+        if result.is_err() {
+            self.inner.rejected.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
     }
 
     fn offer(&self, cell: &Arc<AgentCell>, env: Envelope) -> Fast<Envelope> {
@@ -291,15 +301,16 @@ impl Runtime {
     fn tell_fast(&self, name: &str, env: Envelope) -> Fast<Envelope> {
         match self.inner.registry.names.get(name) {
             Some(route) => self.offer(route.pick(env.key()), env),
-            None => Fast::Done(Err(self.unknown(name, env, 1))),
+            None => Fast::Done(Err(self.unknown(name, env))),
         }
     }
 
     async fn finish(&self, fast: Fast<Envelope>) -> Result<(), SendError<Envelope>> {
-        match fast {
+        let result = match fast {
             Fast::Done(r) => r,
             Fast::Wait(cell, env) => cell.deliver(env, &self.inner.dead).await,
-        }
+        };
+        self.counted(result, 1)
     }
 
     /// Sends a message to the agent or pool `name`. With the `block` policy a
@@ -314,10 +325,11 @@ impl Runtime {
 
     /// Sends without ever waiting: a full `block` mailbox refuses with `Full`.
     pub fn try_tell(&self, name: &str, env: Envelope) -> Result<(), SendError<Envelope>> {
-        match self.tell_fast(name, env) {
+        let result = match self.tell_fast(name, env) {
             Fast::Done(r) => r,
             Fast::Wait(cell, env) => Err(cell.refused(Refusal::Full, env, 1)),
-        }
+        };
+        self.counted(result, 1)
     }
 
     /// Sends a message to an agent by id.
@@ -327,7 +339,7 @@ impl Runtime {
     pub async fn tell_id(&self, id: AgentId, env: Envelope) -> Result<(), SendError<Envelope>> {
         let fast = match self.inner.registry.ids.get(&id) {
             Some(cell) => self.offer(&cell, env),
-            None => Fast::Done(Err(self.unknown(&id.to_string(), env, 1))),
+            None => Fast::Done(Err(self.unknown(&id.to_string(), env))),
         };
         self.finish(fast).await
     }
@@ -340,9 +352,14 @@ impl Runtime {
     /// Not cancel safe for key-affinity pools (part of the batch may have been
     /// accepted); cancel safe otherwise.
     pub async fn tell_batch(&self, name: &str, batch: Vec<Envelope>) -> Result<(), SendError<Vec<Envelope>>> {
+        let n = batch.len();
+        let result = self.tell_batch_inner(name, batch).await;
+        self.counted(result, n)
+    }
+
+    async fn tell_batch_inner(&self, name: &str, batch: Vec<Envelope>) -> Result<(), SendError<Vec<Envelope>>> {
         let Some(route) = self.inner.registry.names.get(name).map(|r| r.clone()) else {
-            let n = batch.len();
-            return Err(self.unknown(name, batch, n));
+            return Err(self.unknown(name, batch));
         };
         match &route {
             Route::Pool(pool) if pool.strategy == Strategy::KeyAffinity => {
@@ -442,7 +459,7 @@ impl Runtime {
                 original.as_ref().expect("taken only at the last subscriber").clone_data()
             };
             let cell = route.pick(copy.key());
-            match cell.deliver(copy, &self.inner.dead).await {
+            match self.counted(cell.deliver(copy, &self.inner.dead).await, 1) {
                 Ok(()) => report.delivered += 1,
                 Err(_) => report.rejected += 1,
             }
@@ -484,7 +501,7 @@ impl Runtime {
             total.add(&cell.counters.snapshot());
         }
         drop(retired);
-        total.rejected += self.inner.unknown.load(Ordering::Relaxed);
+        total.rejected = self.inner.rejected.load(Ordering::Relaxed);
         total
     }
 
@@ -579,7 +596,8 @@ impl Addr {
     /// As [`Runtime::try_tell`].
     pub fn try_tell(&self, env: Envelope) -> Result<(), SendError<Envelope>> {
         let cell = self.route.pick(env.key());
-        cell.offer(env, &self.rt.inner.dead).map_err(|(r, env)| cell.refused(r, env, 1))
+        let result = cell.offer(env, &self.rt.inner.dead).map_err(|(r, env)| cell.refused(r, env, 1));
+        self.rt.counted(result, 1)
     }
 
     /// The ids behind this address (one, or every pool member).
