@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::cell::{AgentCell, Control};
@@ -69,7 +68,16 @@ pub(crate) async fn stop_cells(rt: &Runtime, cells: &[Arc<AgentCell>], grace: Du
     }
     let deadline = Instant::now() + grace;
     let aborts: Vec<_> = handles.iter().map(|(c, h)| (c.clone(), h.abort_handle())).collect();
-    let mut joined = Box::pin(join_all(handles.into_iter().map(|(_, h)| h)));
+    // Await the handles one after another: join_all over many JoinHandles
+    // re-polls all of them each time Tokio's co-operative budget runs out,
+    // which is quadratic in the number of agents. `unconstrained` because the
+    // budget only slows a join down, and this loop yields whenever a handle is
+    // pending anyway.
+    let mut joined = Box::pin(tokio::task::unconstrained(async move {
+        for (_, h) in handles {
+            let _ = h.await;
+        }
+    }));
     let mut forced = Vec::new();
     let mut aborted = Vec::new();
     if tokio::time::timeout_at(deadline, &mut joined).await.is_err() {
