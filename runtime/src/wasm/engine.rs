@@ -39,10 +39,17 @@ const TABLES_PER_COMPONENT: u32 = 4;
 /// well below 4 GiB and bounds are checked explicitly.
 const MEMORY_GUARD: u64 = 2 << 20;
 
+/// One compiled component, keyed by its bytes.
+struct CacheEntry {
+    hash: u64,
+    bytes: Arc<[u8]>,
+    component: Component,
+}
+
 /// The engine and the cache, shared by every kind in the process.
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
-    cache: Mutex<VecDeque<(u64, Arc<[u8]>, Component)>>,
+    cache: Mutex<VecDeque<CacheEntry>>,
     /// Whether the pooling allocator is in use (false: it could not reserve
     /// its address space and the engine fell back to on-demand allocation).
     pub(crate) pooling: bool,
@@ -101,10 +108,10 @@ impl Shared {
     /// Compiles `bytes` (a component) or returns the cached compilation.
     pub(crate) fn compile(&self, path: &str, bytes: &[u8]) -> Result<Component, WasmError> {
         let hash = fnv1a(bytes);
-        let hit = |c: &VecDeque<(u64, Arc<[u8]>, Component)>| {
+        let hit = |c: &VecDeque<CacheEntry>| {
             c.iter()
-                .find(|(h, b, _)| *h == hash && **b == *bytes)
-                .map(|(_, _, comp)| comp.clone())
+                .find(|e| e.hash == hash && *e.bytes == *bytes)
+                .map(|e| e.component.clone())
         };
         if let Some(c) = hit(&self.cache.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(c);
@@ -119,7 +126,11 @@ impl Shared {
             if cache.len() == MAX_CACHED_COMPONENTS {
                 cache.pop_front();
             }
-            cache.push_back((hash, Arc::from(bytes), component.clone()));
+            cache.push_back(CacheEntry {
+                hash,
+                bytes: Arc::from(bytes),
+                component: component.clone(),
+            });
         }
         Ok(component)
     }
@@ -161,15 +172,13 @@ mod tests {
             a.component_type().exports(&shared.engine).count(),
             b.component_type().exports(&shared.engine).count()
         );
-        assert!(
-            shared
-                .cache
-                .lock()
-                .unwrap()
+        let cache = shared.cache.lock().unwrap();
+        assert_eq!(
+            cache
                 .iter()
-                .filter(|(_, b, _)| **b == empty_component[..])
-                .count()
-                == 1
+                .filter(|e| *e.bytes == empty_component[..])
+                .count(),
+            1
         );
     }
 }

@@ -105,7 +105,7 @@ mod tests {
         let limits = KvLimits {
             max_keys: 2,
             max_value_bytes: 4,
-            max_total_bytes: 12,
+            max_total_bytes: 11,
         };
         let a = store.agent("a", limits);
         let mut kv = a.lock().unwrap();
