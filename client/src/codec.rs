@@ -140,13 +140,27 @@ impl<In, Out> FrameCodec<In, Out> {
     /// Takes one frame body off `src` without decoding it (the server reads
     /// the handshake this way to answer any protocol version).
     pub fn decode_raw(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
-        if src.len() >= LENGTH_PREFIX {
-            let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-            if len > self.max {
-                return Err(CodecError::TooLarge { len, max: self.max });
-            }
+        if src.len() < LENGTH_PREFIX {
+            return Ok(None);
         }
-        Ok(self.framing.decode(src)?)
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max {
+            return Err(CodecError::TooLarge { len, max: self.max });
+        }
+        if src.len() < LENGTH_PREFIX + len {
+            src.reserve(LENGTH_PREFIX + len - src.len());
+            return Ok(None);
+        }
+        // The whole frame is buffered, so the inner codec goes from head to
+        // body in this one call and never keeps a half-read header between
+        // calls (which would hide the next length prefix from the check above).
+        match self.framing.decode(src)? {
+            Some(body) => Ok(Some(body)),
+            None => Err(CodecError::Malformed {
+                len,
+                detail: "length-delimited framing lost sync".into(),
+            }),
+        }
     }
 
     /// As [`FrameCodec::decode_raw`] at the end of the stream: leftover bytes are [`CodecError::Truncated`].
@@ -308,6 +322,28 @@ mod tests {
             decode_body::<ClientFrame>(&body),
             Err(CodecError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn frames_split_at_every_point_decode() {
+        let mut wire = BytesMut::new();
+        let mut enc = Codec::new(1 << 16);
+        for n in [1, 50, 3] {
+            enc.encode(&tell(n), &mut wire).unwrap();
+        }
+        for cut in 0..wire.len() {
+            let mut codec = Codec::new(1 << 16);
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut got = Vec::new();
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                got.push(f);
+            }
+            buf.extend_from_slice(&wire[cut..]);
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                got.push(f);
+            }
+            assert_eq!(got, vec![tell(1), tell(50), tell(3)], "cut at {cut}");
+        }
     }
 
     proptest! {
