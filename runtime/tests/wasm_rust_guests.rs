@@ -1,0 +1,130 @@
+//! The Rust guests (agents/sdk + agents/examples/wasm) built from source with
+//! `cargo build --target wasm32-wasip2` and run through the host.
+//!
+//! Needs the wasm32-wasip2 standard library (`rustup target add
+//! wasm32-wasip2`; rust-toolchain.toml lists it). Where it is missing the
+//! test says so on stderr and returns: the WAT-based suites (wasm_agents,
+//! wasm_load, wasm_reload) cover the host either way.
+
+mod wasm_common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use switchyard_runtime::wasm::{WasmAgentKind, WasmLimits, authoring};
+use switchyard_runtime::{Envelope, Runtime};
+use wasm_common::{ask, config};
+
+/// Builds the whole guest workspace once; returns the component of `krate`.
+fn guest(krate: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents/examples/wasm");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
+        let status = std::process::Command::new(env!("CARGO"))
+            .current_dir(&ws)
+            .args([
+                "build",
+                "--locked",
+                "--release",
+                "--workspace",
+                "--target",
+                authoring::TARGET,
+                "--target-dir",
+            ])
+            .arg(&target)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the guest workspace failed");
+        target.join(authoring::TARGET).join("release")
+    });
+    dir.join(format!("{}.wasm", krate.replace('-', "_")))
+}
+
+fn load(krate: &str, limits: WasmLimits) -> Arc<WasmAgentKind> {
+    WasmAgentKind::load(guest(krate), limits).unwrap_or_else(|e| panic!("{krate}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_guests_run_under_the_host() {
+    if !authoring::target_installed() {
+        eprintln!(
+            "SKIPPED: the {} target is not installed; Rust guests not built",
+            authoring::TARGET
+        );
+        return;
+    }
+    let rt = Runtime::new();
+    rt.spawn(
+        "echo",
+        config(),
+        load("echo", WasmLimits::default()).factory(),
+    )
+    .unwrap();
+    assert_eq!(ask(&rt, "echo", b"hi").await, b"hi");
+
+    let counter = load("counter", WasmLimits::default());
+    rt.spawn("counter", config(), counter.factory()).unwrap();
+    ask(&rt, "counter", b"x").await;
+    rt.restart("counter");
+    assert_eq!(ask(&rt, "counter", b"x").await, 2u64.to_le_bytes());
+
+    rt.spawn(
+        "fanout",
+        config(),
+        load("fanout", WasmLimits::default().config("echo,nobody")).factory(),
+    )
+    .unwrap();
+    assert_eq!(ask(&rt, "fanout", b"x").await, 1u32.to_le_bytes());
+
+    let cpu = WasmLimits::default().cpu_per_message(std::time::Duration::from_millis(20));
+    rt.spawn("looper", config(), load("looper", cpu).factory())
+        .unwrap();
+    rt.tell("looper", Envelope::tell(b"loop".as_slice()))
+        .await
+        .unwrap();
+    assert_eq!(ask(&rt, "looper", b"after").await, b"after");
+
+    rt.spawn(
+        "bomb",
+        config(),
+        load("bomb", WasmLimits::default().memory_bytes(4 << 20)).factory(),
+    )
+    .unwrap();
+    rt.tell("bomb", Envelope::tell(b"bomb".as_slice()))
+        .await
+        .unwrap();
+    assert_eq!(ask(&rt, "bomb", b"after").await, b"after");
+
+    rt.spawn(
+        "trapper",
+        config(),
+        load("trapper", WasmLimits::default()).factory(),
+    )
+    .unwrap();
+    rt.tell("trapper", Envelope::tell(b"trap".as_slice()))
+        .await
+        .unwrap();
+    assert_eq!(ask(&rt, "trapper", b"after").await, b"after");
+
+    let mut details: Vec<String> = rt
+        .dead_letters()
+        .drain()
+        .into_iter()
+        .filter_map(|d| d.detail)
+        .collect();
+    details.sort();
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(details[0].starts_with("deadline:"), "{details:?}");
+    assert!(details[1].starts_with("memory:"), "{details:?}");
+    assert!(details[2].starts_with("unreachable:"), "{details:?}");
+
+    let err = WasmAgentKind::load(guest("wrong-world"), WasmLimits::default()).unwrap_err();
+    assert!(err.to_string().contains("wrong_world.wasm"), "{err}");
+    let err = WasmAgentKind::load(
+        guest("trapper"),
+        WasmLimits::default().config("panic-in-init"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("init failed"), "{err}");
+}
