@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -76,15 +77,13 @@ async fn list(State(s): St) -> Response {
         .into_response()
 }
 
-async fn start(
-    State(s): St,
-    body: Result<axum::Json<AgentSpec>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let axum::Json(spec) = body.map_err(|e| {
+async fn start(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    // Any content type: `curl -d` sends form encoding by default, the body is JSON regardless.
+    let spec: AgentSpec = serde_json::from_slice(&body?).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_body",
-            format!("{}; send an [[agents]] entry as JSON", e.body_text()),
+            format!("{e}; send an [[agents]] entry as JSON"),
         )
     })?;
     if spec.kind == "wasm" && !crate::agents::WASM_SUPPORTED {

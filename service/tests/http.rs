@@ -1,0 +1,206 @@
+//! The HTTP ingress and admin API on 127.0.0.1:0, with a raw HTTP/1.1 client.
+
+mod common;
+
+use common::{TOKEN, http, start};
+
+const T: Option<&str> = Some(TOKEN);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_tells_and_asks() {
+    let svc = start("").await;
+    let (status, body) = http(svc.http, "POST", "/v1/agents/counter/messages", T, b"").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = http(
+        svc.http,
+        "POST",
+        "/v1/agents/echo/ask",
+        T,
+        br#"{"hello":1}"#,
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"hello":1}"#));
+    let (status, body) = http(
+        svc.http,
+        "POST",
+        "/v1/agents/echo/ask?key=user-7&timeout_ms=500",
+        T,
+        b"k",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "k"));
+    let report = svc.stop().await;
+    assert!(report.shutdown.accounting.balanced());
+    assert_eq!(report.shutdown.accounting.handled, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_fitting_statuses() {
+    let svc = start("limits = { max_http_body_bytes = 64 }").await;
+    let cases: [(&str, &str, Option<&str>, &[u8], u16, &str); 7] = [
+        (
+            "POST",
+            "/v1/agents/nobody/messages",
+            T,
+            b"",
+            404,
+            "unknown_agent",
+        ),
+        (
+            "POST",
+            "/v1/agents/echo/messages",
+            None,
+            b"",
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/agents/echo/messages",
+            Some("wrong"),
+            b"",
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/agents/echo/ask?timeout_ms=0",
+            T,
+            b"",
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/agents/echo/ask?bogus=1",
+            T,
+            b"",
+            400,
+            "bad_query",
+        ),
+        (
+            "POST",
+            "/v1/agents/echo/messages",
+            T,
+            &[b'x'; 100],
+            413,
+            "bad_body",
+        ),
+        ("GET", "/v1/nothing-here", T, b"", 404, "not_found"),
+    ];
+    for (method, path, token, body, want, code) in cases {
+        let (status, text) = http(svc.http, method, path, token, body).await;
+        assert_eq!(status, want, "{method} {path}: {text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        assert_eq!(v["error"]["code"], code, "{path}: {text}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_need_no_token() {
+    let svc = start("").await;
+    assert_eq!(http(svc.http, "GET", "/healthz", None, b"").await.0, 200);
+    let (status, body) = http(svc.http, "GET", "/readyz", None, b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ready"));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_starts_reloads_and_removes_agents() {
+    let svc = start("").await;
+    let (status, body) = http(svc.http, "GET", "/v1/agents", T, b"").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["counter", "echo#0", "echo#1"]);
+    assert_eq!(v["agents"][1]["kind"], "native:echo");
+
+    let spec = br#"{"name":"c2","kind":"native","builtin":"counter","capacity":16}"#;
+    assert_eq!(http(svc.http, "POST", "/v1/agents", T, spec).await.0, 201);
+    assert_eq!(http(svc.http, "POST", "/v1/agents", T, spec).await.0, 409);
+    let bad = br#"{"name":"x","kind":"native","builtin":"rm-rf"}"#;
+    let (status, body) = http(svc.http, "POST", "/v1/agents", T, bad).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("builtin"), "{body}");
+    let typo = br#"{"name":"x","kind":"native","builtin":"echo","capcity":1}"#;
+    assert_eq!(http(svc.http, "POST", "/v1/agents", T, typo).await.0, 400);
+    let wasm = br#"{"name":"w","kind":"wasm","path":"/tmp/agent.wasm"}"#;
+    let (status, body) = http(svc.http, "POST", "/v1/agents", T, wasm).await;
+    assert_eq!(status, 501, "{body}");
+    assert_eq!(
+        http(svc.http, "POST", "/v1/agents/c2/messages", T, b"")
+            .await
+            .0,
+        202
+    );
+
+    assert_eq!(
+        http(svc.http, "POST", "/v1/agents/c2/reload", T, b"")
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        http(svc.http, "POST", "/v1/agents/nobody/reload", T, b"")
+            .await
+            .0,
+        404
+    );
+    let (status, body) = http(svc.http, "DELETE", "/v1/agents/c2", T, b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"accepted\":1"), "{body}");
+    assert_eq!(
+        http(svc.http, "DELETE", "/v1/agents/c2", T, b"").await.0,
+        404
+    );
+    assert!(svc.stop().await.shutdown.accounting.balanced());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_slo_and_metrics() {
+    let svc = start("").await;
+    // The counter fails on a 3-byte payload: one dead letter with reason failed.
+    assert_eq!(
+        http(svc.http, "POST", "/v1/agents/counter/messages", T, b"abc")
+            .await
+            .0,
+        202
+    );
+    let mut letters = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (_, body) = http(svc.http, "GET", "/v1/dead-letters?limit=10", T, b"").await;
+        letters = serde_json::from_str(&body).unwrap();
+        if letters["queued"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters["letters"][0]["reason"], "failed", "{letters}");
+    assert_eq!(letters["letters"][0]["agent"], "counter");
+    for path in ["/v1/slo", "/metrics"] {
+        let (status, body) = http(svc.http, "GET", path, T, b"").await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(body.contains("not_available"));
+    }
+    let report = svc.stop().await;
+    assert_eq!(
+        report
+            .shutdown
+            .accounting
+            .dead(switchyard_runtime::DeadLetterReason::Failed),
+        1
+    );
+}
