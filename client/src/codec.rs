@@ -351,12 +351,7 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let mut codec = Codec::new(1024);
             let mut buf = BytesMut::from(&bytes[..]);
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
             let _ = codec.decode_eof(&mut buf);
         }
 
