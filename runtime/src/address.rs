@@ -57,13 +57,19 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong { name: name.to_owned(), len: name.len() });
+        return Err(NameError::TooLong {
+            name: name.to_owned(),
+            len: name.len(),
+        });
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/')))
     {
-        return Err(NameError::BadChar { name: name.to_owned(), bad });
+        return Err(NameError::BadChar {
+            name: name.to_owned(),
+            bad,
+        });
     }
     Ok(())
 }

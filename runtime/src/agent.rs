@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::address::AgentId;
 use crate::cell::AgentCell;
@@ -38,7 +39,10 @@ use crate::runtime::{PublishReport, Runtime};
 pub trait Agent: Send + 'static {
     /// Called once per instance before its first message (again after each restart).
     /// An error counts as a failure of the instance.
-    fn on_start(&mut self, ctx: &mut Context) -> impl Future<Output = Result<(), AgentError>> + Send {
+    fn on_start(
+        &mut self,
+        ctx: &mut Context,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
         let _ = ctx;
         async { Ok(()) }
     }
@@ -67,7 +71,10 @@ pub trait Agent: Send + 'static {
         async move {
             for (i, msg) in batch.iter().enumerate() {
                 ctx.cursor = i;
-                self.handle(ctx, msg).await?;
+                match ctx.sampled_span(msg) {
+                    Some(span) => self.handle(ctx, msg).instrument(span).await?,
+                    None => self.handle(ctx, msg).await?,
+                }
             }
             Ok(())
         }
@@ -88,11 +95,20 @@ pub struct Context {
     replies: Vec<(MessageId, ReplyTo)>,
     pub(crate) cursor: usize,
     pub(crate) stop_requested: bool,
+    /// Messages seen, for trace sampling.
+    traced: u64,
 }
 
 impl Context {
     pub(crate) fn new(rt: Runtime, cell: Arc<AgentCell>) -> Context {
-        Context { rt, cell, replies: Vec::new(), cursor: 0, stop_requested: false }
+        Context {
+            rt,
+            cell,
+            replies: Vec::new(),
+            cursor: 0,
+            stop_requested: false,
+            traced: 0,
+        }
     }
 
     pub(crate) fn cell(&self) -> &Arc<AgentCell> {
@@ -120,6 +136,18 @@ impl Context {
     /// Drops unanswered reply slots: their askers get `NoReply`.
     pub(crate) fn clear_replies(&mut self) {
         self.replies.clear();
+    }
+
+    /// A span for `msg` if it is sampled for tracing (see
+    /// `TelemetryConfig::trace_sample_rate`); `None` costs one branch.
+    pub fn sampled_span(&mut self, msg: &Envelope) -> Option<tracing::Span> {
+        let every = self.rt.inner.trace_every;
+        if every == 0 {
+            return None;
+        }
+        self.traced += 1;
+        (self.traced % every == 0)
+            .then(|| tracing::debug_span!("message", id = %msg.id(), kind = ?msg.kind(), agent = %self.cell.name))
     }
 
     /// This agent's id.
@@ -158,7 +186,12 @@ impl Context {
     ///
     /// # Cancel safety
     /// Cancel safe; a reply arriving after cancellation is counted as late.
-    pub async fn ask(&self, to: &str, msg: Envelope, timeout: Duration) -> Result<Envelope, AskError> {
+    pub async fn ask(
+        &self,
+        to: &str,
+        msg: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, AskError> {
         self.rt.ask(to, msg.with_from(self.cell.id), timeout).await
     }
 
@@ -171,9 +204,17 @@ impl Context {
     }
 
     /// Answers `request`, an ask in the batch being handled.
-    pub fn reply(&mut self, request: &Envelope, payload: impl Into<Bytes>) -> Result<(), ReplyError> {
+    pub fn reply(
+        &mut self,
+        request: &Envelope,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ReplyError> {
         let id = request.id();
-        let pos = self.replies.iter().position(|(m, _)| *m == id).ok_or(ReplyError::NotExpected)?;
+        let pos = self
+            .replies
+            .iter()
+            .position(|(m, _)| *m == id)
+            .ok_or(ReplyError::NotExpected)?;
         let (_, slot) = self.replies.swap_remove(pos);
         let reply = Envelope::reply_to(request, payload);
         if slot.0.send(reply).is_err() {

@@ -20,6 +20,7 @@ use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetters};
 use crate::envelope::Envelope;
 use crate::error::SendError;
 use crate::mailbox::{Item, Mailbox, Overflow, Refusal};
+use crate::slo::{AgentLatency, SloTargets};
 use crate::stats::Counters;
 
 /// A request on the control lane. Higher values win over lower ones.
@@ -44,16 +45,30 @@ pub(crate) struct AgentCell {
     pub max_batch: usize,
     control: AtomicU8,
     pub task: Mutex<Option<JoinHandle<()>>>,
+    /// Stamp enqueue times and record latency histograms.
+    pub record_latency: bool,
+    /// Latency state, allocated at the first sample.
+    pub latency: Mutex<Option<Box<AgentLatency>>>,
+    /// This agent's own SLO targets, if it has any.
+    pub slo: Option<Box<SloTargets>>,
 }
 
 impl std::fmt::Debug for AgentCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentCell").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("AgentCell")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl AgentCell {
-    pub fn new(name: Arc<str>, capacity: usize, overflow: Overflow, max_batch: usize) -> AgentCell {
+    pub fn new(
+        name: Arc<str>,
+        config: &crate::config::AgentConfig,
+        record_latency: bool,
+    ) -> AgentCell {
+        let (capacity, overflow, max_batch) = (config.capacity, config.overflow, config.max_batch);
         AgentCell {
             id: AgentId::next(),
             name,
@@ -62,6 +77,9 @@ impl AgentCell {
             max_batch,
             control: AtomicU8::new(Control::Run as u8),
             task: Mutex::new(None),
+            record_latency,
+            latency: Mutex::new(None),
+            slo: config.slo.map(Box::new),
         }
     }
 
@@ -91,7 +109,10 @@ impl AgentCell {
     }
 
     pub(crate) fn refused<T>(&self, refusal: Refusal, message: T, n: usize) -> SendError<T> {
-        self.counters.sender.rejected.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .sender
+            .rejected
+            .fetch_add(n as u64, Ordering::Relaxed);
         let agent = self.name.clone();
         match refusal {
             Refusal::Full => SendError::Full { agent, message },
@@ -100,7 +121,16 @@ impl AgentCell {
     }
 
     fn accept(&self, n: usize) {
-        self.counters.sender.accepted.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .sender
+            .accepted
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Marks a message as delivered here, at `now` when latency is recorded.
+    fn stamp(&self, env: &mut Envelope, now: Option<std::time::Instant>) {
+        env.to = Some(self.id);
+        env.enqueued_at = now;
     }
 
     pub fn dead_letter(
@@ -125,10 +155,16 @@ impl AgentCell {
 
     /// Takes the message if there is room now (shedding for `drop_oldest`);
     /// otherwise hands it back with the refusal, counting nothing.
-    pub(crate) fn offer(&self, mut env: Envelope, dead: &DeadLetters) -> Result<(), (Refusal, Envelope)> {
-        match self.mailbox.try_reserve(1, |old| self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)) {
+    pub(crate) fn offer(
+        &self,
+        mut env: Envelope,
+        dead: &DeadLetters,
+    ) -> Result<(), (Refusal, Envelope)> {
+        match self.mailbox.try_reserve(1, |old| {
+            self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
+        }) {
             Ok(()) => {
-                env.to = Some(self.id);
+                self.stamp(&mut env, self.record_latency.then(std::time::Instant::now));
                 self.accept(1);
                 self.mailbox.push_reserved(Item::One(env));
                 Ok(())
@@ -142,18 +178,24 @@ impl AgentCell {
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled wait holds no permits and the message was not accepted.
-    pub async fn deliver(&self, env: Envelope, dead: &DeadLetters) -> Result<(), SendError<Envelope>> {
+    pub async fn deliver(
+        &self,
+        env: Envelope,
+        dead: &DeadLetters,
+    ) -> Result<(), SendError<Envelope>> {
         match self.offer(env, dead) {
             Ok(()) => Ok(()),
             Err((Refusal::Full, message)) if self.mailbox.overflow() == Overflow::Block => {
                 let deadline = message.deadline;
                 let agent = self.name.clone();
-                self.wait_and_push(Item::One(message), 1, deadline, agent).await.map_err(|e| {
-                    e.map(|item| match item {
-                        Item::One(env) => env,
-                        _ => unreachable!("wait_and_push returns the item it was given"),
+                self.wait_and_push(Item::One(message), 1, deadline, agent)
+                    .await
+                    .map_err(|e| {
+                        e.map(|item| match item {
+                            Item::One(env) => env,
+                            _ => unreachable!("wait_and_push returns the item it was given"),
+                        })
                     })
-                })
             }
             Err((r, message)) => Err(self.refused(r, message, 1)),
         }
@@ -172,24 +214,29 @@ impl AgentCell {
         if n == 0 {
             return Ok(());
         }
-        for env in &mut batch {
-            env.to = Some(self.id);
-        }
-        match self.mailbox.try_reserve(n, |old| self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)) {
+        match self.mailbox.try_reserve(n, |old| {
+            self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
+        }) {
             Ok(()) => {
+                let now = self.record_latency.then(std::time::Instant::now);
+                batch.iter_mut().for_each(|env| self.stamp(env, now));
                 self.accept(n);
                 self.mailbox.push_reserved(Item::Batch(batch));
                 Ok(())
             }
-            Err(Refusal::Full) if self.mailbox.overflow() == Overflow::Block && n <= self.mailbox.capacity() => {
+            Err(Refusal::Full)
+                if self.mailbox.overflow() == Overflow::Block && n <= self.mailbox.capacity() =>
+            {
                 let deadline = batch.iter().filter_map(|e| e.deadline).min();
                 let agent = self.name.clone();
-                self.wait_and_push(Item::Batch(batch), n, deadline, agent).await.map_err(|e| {
-                    e.map(|item| match item {
-                        Item::Batch(v) => v,
-                        _ => unreachable!("wait_and_push returns the item it was given"),
+                self.wait_and_push(Item::Batch(batch), n, deadline, agent)
+                    .await
+                    .map_err(|e| {
+                        e.map(|item| match item {
+                            Item::Batch(v) => v,
+                            _ => unreachable!("wait_and_push returns the item it was given"),
+                        })
                     })
-                })
             }
             Err(r) => Err(self.refused(r, batch, n)),
         }
@@ -206,14 +253,27 @@ impl AgentCell {
             Some(d) => match tokio::time::timeout_at(d, self.mailbox.reserve(n)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.counters.sender.rejected.fetch_add(n as u64, Ordering::Relaxed);
-                    return Err(SendError::Timeout { agent, message: item });
+                    self.counters
+                        .sender
+                        .rejected
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    return Err(SendError::Timeout {
+                        agent,
+                        message: item,
+                    });
                 }
             },
             None => self.mailbox.reserve(n).await,
         };
         match reserved {
             Ok(()) => {
+                let mut item = item;
+                let now = self.record_latency.then(std::time::Instant::now);
+                match &mut item {
+                    Item::One(env) => self.stamp(env, now),
+                    Item::Batch(batch) => batch.iter_mut().for_each(|env| self.stamp(env, now)),
+                    Item::Wake => {}
+                }
                 self.accept(n);
                 self.mailbox.push_reserved(item);
                 Ok(())

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::SpawnError;
 use crate::mailbox::{MAX_CAPACITY, Overflow};
+use crate::slo::SloTargets;
 
 /// Default mailbox capacity: deep enough to absorb a burst of a few
 /// milliseconds at full rate, small enough that 1,000,000 idle agents cost nothing
@@ -67,7 +68,10 @@ impl Supervision {
 
     /// Never restart.
     pub fn never() -> Supervision {
-        Supervision { policy: RestartPolicy::Never, ..Supervision::default() }
+        Supervision {
+            policy: RestartPolicy::Never,
+            ..Supervision::default()
+        }
     }
 }
 
@@ -78,7 +82,7 @@ impl Supervision {
 /// let cfg = AgentConfig::default().capacity(256).overflow(Overflow::Reject).max_batch(32);
 /// assert_eq!(cfg.capacity, 256);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AgentConfig {
     /// Mailbox capacity in messages.
     pub capacity: usize,
@@ -88,6 +92,8 @@ pub struct AgentConfig {
     pub max_batch: usize,
     /// Restart policy.
     pub supervision: Supervision,
+    /// SLO targets for this agent; `None` uses the runtime's default.
+    pub slo: Option<SloTargets>,
 }
 
 impl Default for AgentConfig {
@@ -97,6 +103,7 @@ impl Default for AgentConfig {
             overflow: Overflow::Block,
             max_batch: DEFAULT_MAX_BATCH,
             supervision: Supervision::default(),
+            slo: None,
         }
     }
 }
@@ -130,9 +137,21 @@ impl AgentConfig {
         self
     }
 
+    /// Sets this agent's own SLO targets.
+    #[must_use]
+    pub fn slo(mut self, slo: SloTargets) -> AgentConfig {
+        self.slo = Some(slo);
+        self
+    }
+
     /// Checks every value, naming the agent and the fix.
     pub fn validate(&self, agent: &str) -> Result<(), SpawnError> {
-        let invalid = |what: String| Err(SpawnError::Invalid { agent: agent.to_owned(), what });
+        let invalid = |what: String| {
+            Err(SpawnError::Invalid {
+                agent: agent.to_owned(),
+                what,
+            })
+        };
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             return invalid(format!(
                 "mailbox capacity {} is out of range; use 1..={MAX_CAPACITY}",
@@ -162,20 +181,32 @@ mod tests {
 
     #[test]
     fn zero_capacity_is_refused_with_a_fix() {
-        let err = AgentConfig::default().capacity(0).validate("orders").unwrap_err();
+        let err = AgentConfig::default()
+            .capacity(0)
+            .validate("orders")
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("orders") && text.contains("capacity 0") && text.contains("1..="), "{text}");
+        assert!(
+            text.contains("orders") && text.contains("capacity 0") && text.contains("1..="),
+            "{text}"
+        );
     }
 
     #[test]
     fn zero_batch_is_refused() {
-        let err = AgentConfig::default().max_batch(0).validate("a").unwrap_err();
+        let err = AgentConfig::default()
+            .max_batch(0)
+            .validate("a")
+            .unwrap_err();
         assert!(err.to_string().contains("max_batch"));
     }
 
     #[test]
     fn inverted_backoff_is_refused() {
-        let s = Supervision { backoff_max: Duration::from_millis(1), ..Supervision::default() };
+        let s = Supervision {
+            backoff_max: Duration::from_millis(1),
+            ..Supervision::default()
+        };
         assert!(AgentConfig::default().supervision(s).validate("a").is_err());
         assert!(AgentConfig::default().validate("a").is_ok());
     }

@@ -96,7 +96,10 @@ struct DeadLetterQueue {
 
 impl DeadLetters {
     pub(crate) fn new(capacity: usize) -> DeadLetters {
-        DeadLetters { capacity, inner: Mutex::new(DeadLetterQueue::default()) }
+        DeadLetters {
+            capacity,
+            inner: Mutex::new(DeadLetterQueue::default()),
+        }
     }
 
     pub(crate) fn push(&self, letter: DeadLetter) {
@@ -136,7 +139,11 @@ impl DeadLetters {
 
     /// Number of letters currently queued.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).letters.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .letters
+            .len()
     }
 
     /// True when no letters are queued.

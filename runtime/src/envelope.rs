@@ -160,6 +160,8 @@ pub struct Envelope {
     headers: Option<Box<Headers>>,
     payload: Bytes,
     pub(crate) reply: Option<ReplyTo>,
+    /// When the message entered its mailbox (set only while latency is recorded).
+    pub(crate) enqueued_at: Option<std::time::Instant>,
 }
 
 impl Envelope {
@@ -177,6 +179,7 @@ impl Envelope {
             headers: None,
             payload,
             reply: None,
+            enqueued_at: None,
         }
     }
 
@@ -370,6 +373,7 @@ impl Envelope {
             headers: self.headers.clone(),
             payload: self.payload.clone(),
             reply: None,
+            enqueued_at: None,
         }
     }
 
@@ -395,9 +399,18 @@ mod tests {
     #[test]
     fn ids_are_unique_across_threads() {
         let handles: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..10_000).map(|_| MessageId::next().get()).collect::<Vec<_>>()))
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..10_000)
+                        .map(|_| MessageId::next().get())
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();

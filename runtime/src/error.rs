@@ -36,7 +36,9 @@ pub enum SpawnError {
     #[error(transparent)]
     Name(#[from] NameError),
     /// Something is registered under the name already.
-    #[error("an agent or pool named {0:?} is already registered; stop it first or pick another name")]
+    #[error(
+        "an agent or pool named {0:?} is already registered; stop it first or pick another name"
+    )]
     Duplicate(String),
     /// A configuration value is out of range.
     #[error("invalid setting for {agent:?}: {what}")]
@@ -65,7 +67,9 @@ pub enum SendError<T> {
     },
     /// The mailbox was full and its policy is `reject` (or the batch is larger
     /// than the mailbox).
-    #[error("mailbox of {agent:?} is full (policy reject); retry later, raise its capacity or use block")]
+    #[error(
+        "mailbox of {agent:?} is full (policy reject); retry later, raise its capacity or use block"
+    )]
     Full {
         /// The receiving agent.
         agent: Arc<str>,
@@ -113,10 +117,22 @@ impl<T> SendError<T> {
 
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> SendError<U> {
         match self {
-            SendError::UnknownAgent { name, message } => SendError::UnknownAgent { name, message: f(message) },
-            SendError::Full { agent, message } => SendError::Full { agent, message: f(message) },
-            SendError::Timeout { agent, message } => SendError::Timeout { agent, message: f(message) },
-            SendError::Closed { agent, message } => SendError::Closed { agent, message: f(message) },
+            SendError::UnknownAgent { name, message } => SendError::UnknownAgent {
+                name,
+                message: f(message),
+            },
+            SendError::Full { agent, message } => SendError::Full {
+                agent,
+                message: f(message),
+            },
+            SendError::Timeout { agent, message } => SendError::Timeout {
+                agent,
+                message: f(message),
+            },
+            SendError::Closed { agent, message } => SendError::Closed {
+                agent,
+                message: f(message),
+            },
         }
     }
 }

@@ -43,8 +43,10 @@ mod pool;
 mod registry;
 mod runtime;
 mod shutdown;
+pub mod slo;
 mod stats;
 mod supervisor;
+pub mod telemetry;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
@@ -56,9 +58,13 @@ pub use envelope::{Envelope, Headers, Kind, MAX_HEADERS, MessageId, Performative
 pub use error::{AgentError, AskError, NameError, ReplyError, SendError, SpawnError};
 pub use mailbox::{MAX_CAPACITY, Overflow};
 pub use pool::{MAX_POOL_SIZE, Strategy, jump_hash};
-pub use runtime::{Addr, AgentInfo, DEFAULT_DEAD_LETTER_CAPACITY, PublishReport, Runtime, RuntimeBuilder};
+pub use runtime::{
+    Addr, AgentInfo, AgentLatencyInfo, DEFAULT_DEAD_LETTER_CAPACITY, PublishReport, Runtime,
+    RuntimeBuilder,
+};
 pub use shutdown::{STOP_NOW_GRACE, ShutdownReport};
 pub use stats::Accounting;
+pub use telemetry::TelemetryConfig;
 
 /// The README's example, compiled and run as a doc test so it stays true.
 #[cfg(doctest)]

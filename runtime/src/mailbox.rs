@@ -43,7 +43,9 @@ use crate::envelope::Envelope;
 pub const MAX_CAPACITY: usize = Semaphore::MAX_PERMITS;
 
 /// What a full mailbox does with one more message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Overflow {
     /// The sender waits for room, at most until the message's deadline.
@@ -121,7 +123,13 @@ impl Mailbox {
     pub fn new(capacity: usize, overflow: Overflow) -> Mailbox {
         // The permits bound the channel; see the module docs.
         let (tx, rx) = flume::unbounded();
-        Mailbox { tx, rx, permits: Semaphore::new(capacity), capacity, overflow }
+        Mailbox {
+            tx,
+            rx,
+            permits: Semaphore::new(capacity),
+            capacity,
+            overflow,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -134,7 +142,8 @@ impl Mailbox {
 
     /// Messages queued (taken permits).
     pub fn depth(&self) -> usize {
-        self.capacity.saturating_sub(self.permits.available_permits())
+        self.capacity
+            .saturating_sub(self.permits.available_permits())
     }
 
     /// Stops admission; queued items stay.

@@ -15,7 +15,9 @@ use crate::cell::AgentCell;
 pub const MAX_POOL_SIZE: usize = 65_536;
 
 /// How a pool picks the member for a message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Members in turn.
@@ -60,7 +62,11 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub fn new(members: Vec<Arc<AgentCell>>, strategy: Strategy) -> Pool {
-        Pool { members: members.into_boxed_slice(), strategy, next: AtomicUsize::new(0) }
+        Pool {
+            members: members.into_boxed_slice(),
+            strategy,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// The member for a message with routing key `key`.
@@ -136,7 +142,15 @@ mod tests {
 
     #[test]
     fn strategy_parses() {
-        assert_eq!("key_affinity".parse::<super::Strategy>(), Ok(super::Strategy::KeyAffinity));
-        assert!("random".parse::<super::Strategy>().unwrap_err().contains("round_robin"));
+        assert_eq!(
+            "key_affinity".parse::<super::Strategy>(),
+            Ok(super::Strategy::KeyAffinity)
+        );
+        assert!(
+            "random"
+                .parse::<super::Strategy>()
+                .unwrap_err()
+                .contains("round_robin")
+        );
     }
 }

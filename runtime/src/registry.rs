@@ -57,12 +57,18 @@ pub(crate) struct Registry {
 impl Registry {
     /// Removes `cell`'s own name entry (not a pool's) and its topic subscriptions.
     pub fn unregister_name(&self, cell: &Arc<AgentCell>) {
-        self.names.remove_if(&*cell.name, |_, r| matches!(r, Route::Agent(c) if Arc::ptr_eq(c, cell)));
+        self.names.remove_if(
+            &*cell.name,
+            |_, r| matches!(r, Route::Agent(c) if Arc::ptr_eq(c, cell)),
+        );
         if self.topics.is_empty() {
             return;
         }
         self.topics.alter_all(|_, subs| {
-            if subs.iter().any(|r| matches!(r, Route::Agent(c) if Arc::ptr_eq(c, cell))) {
+            if subs
+                .iter()
+                .any(|r| matches!(r, Route::Agent(c) if Arc::ptr_eq(c, cell)))
+            {
                 subs.iter()
                     .filter(|r| !matches!(r, Route::Agent(c) if Arc::ptr_eq(c, cell)))
                     .cloned()

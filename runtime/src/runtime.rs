@@ -32,8 +32,10 @@ use crate::error::{AskError, SendError, SpawnError};
 use crate::mailbox::{Overflow, Refusal};
 use crate::pool::{MAX_POOL_SIZE, Pool, Strategy};
 use crate::registry::{Registry, Route};
+use crate::slo::{Percentiles, SloReport, SloTargets};
 use crate::stats::Accounting;
 use crate::supervisor;
+use crate::telemetry::{self, GlobalWindows, TelemetryConfig};
 
 /// Default number of dead letters kept for inspection (counts are never lost).
 pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 10_000;
@@ -66,11 +68,25 @@ pub struct AgentInfo {
     pub accounting: Accounting,
 }
 
+/// Cumulative latency percentiles of one agent or pool, in microseconds.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct AgentLatencyInfo {
+    /// Enqueued to taken from the mailbox.
+    pub queue_us: Percentiles,
+    /// Handler time per message.
+    pub service_us: Percentiles,
+    /// Enqueued to handled.
+    pub sojourn_us: Percentiles,
+    /// Ask round trips, as seen by askers.
+    pub ask_us: Percentiles,
+}
+
 /// Builds a [`Runtime`].
 #[derive(Debug, Default)]
 pub struct RuntimeBuilder {
     dead_letter_capacity: Option<usize>,
     handle: Option<tokio::runtime::Handle>,
+    telemetry: TelemetryConfig,
 }
 
 impl RuntimeBuilder {
@@ -88,24 +104,63 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Telemetry settings (latency histograms, SLO default, tick, trace sampling).
+    #[must_use]
+    pub fn telemetry(mut self, telemetry: TelemetryConfig) -> RuntimeBuilder {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Turns latency histograms on or off (on by default).
+    #[must_use]
+    pub fn latency(mut self, on: bool) -> RuntimeBuilder {
+        self.telemetry.latency = on;
+        self
+    }
+
+    /// SLO targets for agents that have none of their own (default: [`SloTargets::seed`]).
+    #[must_use]
+    pub fn slo_default(mut self, slo: SloTargets) -> RuntimeBuilder {
+        self.telemetry.slo = slo;
+        self
+    }
+
     /// Builds the runtime.
     ///
     /// # Panics
     /// When no handle was given and this is called outside a Tokio runtime.
     pub fn build(self) -> Runtime {
         let handle = self.handle.unwrap_or_else(tokio::runtime::Handle::current);
-        Runtime {
+        let rate = self.telemetry.trace_sample_rate;
+        let trace_every = if rate > 0.0 {
+            (1.0 / rate.min(1.0)).round() as u64
+        } else {
+            0
+        };
+        let rt = Runtime {
             inner: Arc::new(Inner {
                 registry: Registry::default(),
-                dead: DeadLetters::new(self.dead_letter_capacity.unwrap_or(DEFAULT_DEAD_LETTER_CAPACITY)),
+                dead: DeadLetters::new(
+                    self.dead_letter_capacity
+                        .unwrap_or(DEFAULT_DEAD_LETTER_CAPACITY),
+                ),
                 shutting_down: AtomicBool::new(false),
                 retired: Mutex::new(Accounting::default()),
                 rejected: AtomicU64::new(0),
                 late_replies: AtomicU64::new(0),
                 asks_timed_out: AtomicU64::new(0),
                 handle,
+                telemetry: self.telemetry,
+                trace_every,
+                started: std::time::Instant::now(),
+                global: Mutex::new(GlobalWindows::default()),
             }),
-        }
+        };
+        let weak = Arc::downgrade(&rt.inner);
+        rt.inner
+            .handle
+            .spawn(telemetry::run(weak, self.telemetry.tick));
+        rt
     }
 }
 
@@ -123,6 +178,11 @@ pub(crate) struct Inner {
     late_replies: AtomicU64,
     asks_timed_out: AtomicU64,
     handle: tokio::runtime::Handle,
+    pub telemetry: TelemetryConfig,
+    /// Every this many messages gets a tracing span (0: none).
+    pub trace_every: u64,
+    pub started: std::time::Instant,
+    pub global: Mutex<GlobalWindows>,
 }
 
 /// Handle to a Switchyard runtime.
@@ -155,7 +215,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("agents", &self.inner.registry.ids.len()).finish()
+        f.debug_struct("Runtime")
+            .field("agents", &self.inner.registry.ids.len())
+            .finish()
     }
 }
 
@@ -219,13 +281,22 @@ impl Runtime {
 
     /// Starts an agent under `name`. `factory` builds a fresh instance at start
     /// and after every restart.
-    pub fn spawn<A, F>(&self, name: &str, config: AgentConfig, factory: F) -> Result<AgentId, SpawnError>
+    pub fn spawn<A, F>(
+        &self,
+        name: &str,
+        config: AgentConfig,
+        factory: F,
+    ) -> Result<AgentId, SpawnError>
     where
         A: Agent,
         F: Fn() -> A + Send + Sync + 'static,
     {
         let name = self.register(name, &config)?;
-        let cell = Arc::new(AgentCell::new(name.clone(), config.capacity, config.overflow, config.max_batch));
+        let cell = Arc::new(AgentCell::new(
+            name.clone(),
+            &config,
+            self.inner.telemetry.latency,
+        ));
         self.insert_name(name, Route::Agent(cell.clone()))?;
         self.inner.registry.ids.insert(cell.id, cell.clone());
         let id = cell.id;
@@ -253,8 +324,15 @@ impl Runtime {
                 what: format!("pool size {size} is out of range; use 1..={MAX_POOL_SIZE}"),
             });
         }
-        let members: Vec<_> =
-            (0..size).map(|i| Arc::new(AgentCell::new(format!("{name}#{i}").into(), config.capacity, config.overflow, config.max_batch))).collect();
+        let members: Vec<_> = (0..size)
+            .map(|i| {
+                Arc::new(AgentCell::new(
+                    format!("{name}#{i}").into(),
+                    &config,
+                    self.inner.telemetry.latency,
+                ))
+            })
+            .collect();
         let pool = Arc::new(Pool::new(members.clone(), strategy));
         self.insert_name(pool_name, Route::Pool(pool))?;
         let factory = Arc::new(factory);
@@ -270,7 +348,10 @@ impl Runtime {
 
     /// Resolves a name once, for callers that send to it many times.
     pub fn resolve(&self, name: &str) -> Option<Addr> {
-        self.inner.registry.names.get(name).map(|r| Addr { route: r.clone(), rt: self.clone() })
+        self.inner.registry.names.get(name).map(|r| Addr {
+            route: r.clone(),
+            rt: self.clone(),
+        })
     }
 
     /// The name of an agent id (pool members: `pool#index`).
@@ -279,7 +360,10 @@ impl Runtime {
     }
 
     fn unknown<T>(&self, name: &str, message: T) -> SendError<T> {
-        SendError::UnknownAgent { name: name.into(), message }
+        SendError::UnknownAgent {
+            name: name.into(),
+            message,
+        }
     }
 
     /// Counts a refusal of `n` messages in the runtime's totals.
@@ -293,7 +377,9 @@ impl Runtime {
     fn offer(&self, cell: &Arc<AgentCell>, env: Envelope) -> Fast<Envelope> {
         match cell.offer(env, &self.inner.dead) {
             Ok(()) => Fast::Done(Ok(())),
-            Err((Refusal::Full, env)) if cell.mailbox.overflow() == Overflow::Block => Fast::Wait(cell.clone(), env),
+            Err((Refusal::Full, env)) if cell.mailbox.overflow() == Overflow::Block => {
+                Fast::Wait(cell.clone(), env)
+            }
             Err((r, env)) => Fast::Done(Err(cell.refused(r, env, 1))),
         }
     }
@@ -351,22 +437,35 @@ impl Runtime {
     /// # Cancel safety
     /// Not cancel safe for key-affinity pools (part of the batch may have been
     /// accepted); cancel safe otherwise.
-    pub async fn tell_batch(&self, name: &str, batch: Vec<Envelope>) -> Result<(), SendError<Vec<Envelope>>> {
+    pub async fn tell_batch(
+        &self,
+        name: &str,
+        batch: Vec<Envelope>,
+    ) -> Result<(), SendError<Vec<Envelope>>> {
         let n = batch.len();
         let result = self.tell_batch_inner(name, batch).await;
         self.counted(result, n)
     }
 
-    async fn tell_batch_inner(&self, name: &str, batch: Vec<Envelope>) -> Result<(), SendError<Vec<Envelope>>> {
+    async fn tell_batch_inner(
+        &self,
+        name: &str,
+        batch: Vec<Envelope>,
+    ) -> Result<(), SendError<Vec<Envelope>>> {
         let Some(route) = self.inner.registry.names.get(name).map(|r| r.clone()) else {
             return Err(self.unknown(name, batch));
         };
         match &route {
             Route::Pool(pool) if pool.strategy == Strategy::KeyAffinity => {
-                let mut groups: Vec<Vec<Envelope>> = (0..pool.members.len()).map(|_| Vec::new()).collect();
+                let mut groups: Vec<Vec<Envelope>> =
+                    (0..pool.members.len()).map(|_| Vec::new()).collect();
                 for env in batch {
                     let cell = pool.pick(env.key());
-                    let i = pool.members.iter().position(|m| Arc::ptr_eq(m, cell)).unwrap_or(0);
+                    let i = pool
+                        .members
+                        .iter()
+                        .position(|m| Arc::ptr_eq(m, cell))
+                        .unwrap_or(0);
                     groups[i].push(env);
                 }
                 let mut failed: Vec<Envelope> = Vec::new();
@@ -379,7 +478,12 @@ impl Runtime {
                 }
                 first_err.map_or(Ok(()), |e| Err(e.map(|()| failed)))
             }
-            _ => route.pick(None).deliver_batch(batch, &self.inner.dead).await,
+            _ => {
+                route
+                    .pick(None)
+                    .deliver_batch(batch, &self.inner.dead)
+                    .await
+            }
         }
     }
 
@@ -387,7 +491,12 @@ impl Runtime {
     ///
     /// # Cancel safety
     /// Cancel safe; a reply that arrives after cancellation is counted as late.
-    pub async fn ask(&self, name: &str, mut env: Envelope, timeout: Duration) -> Result<Envelope, AskError> {
+    pub async fn ask(
+        &self,
+        name: &str,
+        mut env: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, AskError> {
         let (tx, rx) = oneshot::channel();
         env.set_kind(Kind::Ask);
         env.reply = Some(ReplyTo(tx));
@@ -397,27 +506,49 @@ impl Runtime {
                 m
             })
         })?;
+        let asked = self.inner.telemetry.latency.then(std::time::Instant::now);
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
+            Ok(Ok(reply)) => {
+                if let (Some(asked), Some(from)) = (asked, reply.from()) {
+                    if let Some(cell) = self.inner.registry.ids.get(&from) {
+                        telemetry::with_latency(&cell.latency, |l| l.record_ask(asked.elapsed()));
+                    }
+                }
+                Ok(reply)
+            }
             Ok(Err(_)) => Err(AskError::NoReply { agent: name.into() }),
             Err(_) => {
                 self.inner.asks_timed_out.fetch_add(1, Ordering::Relaxed);
-                Err(AskError::Timeout { agent: name.into(), timeout })
+                Err(AskError::Timeout {
+                    agent: name.into(),
+                    timeout,
+                })
             }
         }
     }
 
     /// Subscribes the agent or pool `name` to `topic`.
     pub fn subscribe(&self, topic: &str, name: &str) -> Result<(), SendError<()>> {
-        validate_name(topic).map_err(|_| SendError::UnknownAgent { name: topic.into(), message: () })?;
+        validate_name(topic).map_err(|_| SendError::UnknownAgent {
+            name: topic.into(),
+            message: (),
+        })?;
         let route = self
             .inner
             .registry
             .names
             .get(name)
             .map(|r| r.clone())
-            .ok_or_else(|| SendError::UnknownAgent { name: name.into(), message: () })?;
-        let mut entry = self.inner.registry.topics.entry(Arc::from(topic)).or_insert_with(|| Arc::from(vec![]));
+            .ok_or_else(|| SendError::UnknownAgent {
+                name: name.into(),
+                message: (),
+            })?;
+        let mut entry = self
+            .inner
+            .registry
+            .topics
+            .entry(Arc::from(topic))
+            .or_insert_with(|| Arc::from(vec![]));
         if !entry.iter().any(|r| r.same(&route)) {
             let mut subs = entry.to_vec();
             subs.push(route);
@@ -454,9 +585,14 @@ impl Runtime {
         let mut original = Some(env);
         for (i, route) in subs.iter().enumerate() {
             let copy = if i == last {
-                original.take().expect("the original is used once, for the last subscriber")
+                original
+                    .take()
+                    .expect("the original is used once, for the last subscriber")
             } else {
-                original.as_ref().expect("taken only at the last subscriber").clone_data()
+                original
+                    .as_ref()
+                    .expect("taken only at the last subscriber")
+                    .clone_data()
             };
             let cell = route.pick(copy.key());
             match self.counted(cell.deliver(copy, &self.inner.dead).await, 1) {
@@ -513,6 +649,41 @@ impl Runtime {
             total.add(&cell.counters.snapshot());
         }
         Some(total)
+    }
+
+    /// SLO verdicts now: overall and per agent, over the last 10 s and 60 s.
+    pub fn slo_report(&self) -> SloReport {
+        telemetry::report(self)
+    }
+
+    /// Rolls latency windows now instead of waiting for the next tick
+    /// (tests, and reports that must include the last moments).
+    pub fn roll_windows(&self) {
+        telemetry::tick(self, false);
+    }
+
+    /// Cumulative latency percentiles of the agent or pool `name`
+    /// (pools: merged over members), or `None` if it has no samples.
+    pub fn latency(&self, name: &str) -> Option<AgentLatencyInfo> {
+        let route = self.inner.registry.names.get(name)?;
+        let mut merged: Option<[crate::slo::LatencyHistogram; 4]> = None;
+        for cell in route.cells() {
+            let guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(l) = guard.as_ref() else { continue };
+            let m = merged
+                .get_or_insert_with(|| std::array::from_fn(|_| crate::slo::report_histogram()));
+            for (into, from) in m.iter_mut().zip([&l.queue, &l.service, &l.sojourn, &l.ask]) {
+                if let Some(h) = from {
+                    crate::slo::merge(into, h);
+                }
+            }
+        }
+        merged.map(|[q, s, j, a]| AgentLatencyInfo {
+            queue_us: Percentiles::of(&q),
+            service_us: Percentiles::of(&s),
+            sojourn_us: Percentiles::of(&j),
+            ask_us: Percentiles::of(&a),
+        })
     }
 
     /// Every live agent (pool members individually), sorted by name.
@@ -596,7 +767,9 @@ impl Addr {
     /// As [`Runtime::try_tell`].
     pub fn try_tell(&self, env: Envelope) -> Result<(), SendError<Envelope>> {
         let cell = self.route.pick(env.key());
-        let result = cell.offer(env, &self.rt.inner.dead).map_err(|(r, env)| cell.refused(r, env, 1));
+        let result = cell
+            .offer(env, &self.rt.inner.dead)
+            .map_err(|(r, env)| cell.refused(r, env, 1));
         self.rt.counted(result, 1)
     }
 

@@ -55,7 +55,11 @@ impl std::fmt::Display for ShutdownReport {
 
 /// Stops `cells`: close, drain for up to `grace`, then stop now, then abort.
 /// Returns the names of cells that were forced and those that were aborted.
-pub(crate) async fn stop_cells(rt: &Runtime, cells: &[Arc<AgentCell>], grace: Duration) -> (Vec<String>, Vec<String>) {
+pub(crate) async fn stop_cells(
+    rt: &Runtime,
+    cells: &[Arc<AgentCell>],
+    grace: Duration,
+) -> (Vec<String>, Vec<String>) {
     for cell in cells {
         cell.mailbox.close();
         cell.request(Control::Drain);
@@ -67,7 +71,10 @@ pub(crate) async fn stop_cells(rt: &Runtime, cells: &[Arc<AgentCell>], grace: Du
         }
     }
     let deadline = Instant::now() + grace;
-    let aborts: Vec<_> = handles.iter().map(|(c, h)| (c.clone(), h.abort_handle())).collect();
+    let aborts: Vec<_> = handles
+        .iter()
+        .map(|(c, h)| (c.clone(), h.abort_handle()))
+        .collect();
     // Await the handles one after another: join_all over many JoinHandles
     // re-polls all of them each time Tokio's co-operative budget runs out,
     // which is quadratic in the number of agents. `unconstrained` because the
@@ -80,14 +87,20 @@ pub(crate) async fn stop_cells(rt: &Runtime, cells: &[Arc<AgentCell>], grace: Du
     }));
     let mut forced = Vec::new();
     let mut aborted = Vec::new();
-    if tokio::time::timeout_at(deadline, &mut joined).await.is_err() {
+    if tokio::time::timeout_at(deadline, &mut joined)
+        .await
+        .is_err()
+    {
         for (cell, abort) in &aborts {
             if !abort.is_finished() {
                 forced.push(cell.name.to_string());
                 cell.request(Control::StopNow);
             }
         }
-        if tokio::time::timeout(STOP_NOW_GRACE, &mut joined).await.is_err() {
+        if tokio::time::timeout(STOP_NOW_GRACE, &mut joined)
+            .await
+            .is_err()
+        {
             for (cell, abort) in &aborts {
                 if !abort.is_finished() {
                     abort.abort();
@@ -95,7 +108,10 @@ pub(crate) async fn stop_cells(rt: &Runtime, cells: &[Arc<AgentCell>], grace: Du
                 }
             }
             let _ = joined.await;
-            for (cell, _) in aborts.iter().filter(|(c, _)| aborted.iter().any(|n| **n == *c.name)) {
+            for (cell, _) in aborts
+                .iter()
+                .filter(|(c, _)| aborted.iter().any(|n| **n == *c.name))
+            {
                 account_aborted(rt, cell).await;
             }
         }
@@ -122,12 +138,17 @@ impl Runtime {
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let started = Instant::now();
         self.inner.shutting_down.store(true, Ordering::Release);
-        let cells: Vec<Arc<AgentCell>> = self.inner.registry.ids.iter().map(|c| c.clone()).collect();
+        let cells: Vec<Arc<AgentCell>> =
+            self.inner.registry.ids.iter().map(|c| c.clone()).collect();
         let (forced, aborted) = stop_cells(self, &cells, grace).await;
         self.inner.registry.names.clear();
         self.inner.registry.topics.clear();
-        let report =
-            ShutdownReport { accounting: self.accounting(), elapsed: started.elapsed(), forced, aborted };
+        let report = ShutdownReport {
+            accounting: self.accounting(),
+            elapsed: started.elapsed(),
+            forced,
+            aborted,
+        };
         tracing::info!(%report, "runtime stopped");
         report
     }

@@ -92,7 +92,8 @@ impl Accounting {
 
     /// Accepted messages not yet handled or dead-lettered.
     pub fn in_flight(&self) -> u64 {
-        self.accepted.saturating_sub(self.handled + self.dead_lettered())
+        self.accepted
+            .saturating_sub(self.handled + self.dead_lettered())
     }
 
     /// True when every accepted message is handled or dead-lettered.

@@ -50,7 +50,10 @@ enum Exit {
     /// A restart was requested on the control lane.
     RestartRequested,
     /// Panic or handler error.
-    Failed { reason: DeadLetterReason, detail: String },
+    Failed {
+        reason: DeadLetterReason,
+        detail: String,
+    },
 }
 
 /// Counts restarts in the current window and computes the backoff.
@@ -62,7 +65,11 @@ struct RestartBudget {
 
 impl RestartBudget {
     fn new(sup: Supervision) -> RestartBudget {
-        RestartBudget { sup, window_start: None, in_window: 0 }
+        RestartBudget {
+            sup,
+            window_start: None,
+            in_window: 0,
+        }
     }
 
     /// The backoff before the next restart, or `None` when the budget is spent.
@@ -80,7 +87,12 @@ impl RestartBudget {
         }
         self.in_window += 1;
         let factor = 1u32.checked_shl(self.in_window - 1).unwrap_or(u32::MAX);
-        Some(self.sup.backoff_initial.saturating_mul(factor).min(self.sup.backoff_max))
+        Some(
+            self.sup
+                .backoff_initial
+                .saturating_mul(factor)
+                .min(self.sup.backoff_max),
+        )
     }
 }
 
@@ -96,7 +108,10 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 /// Runs `fut`, turning a panic into an error message.
 async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
-    AssertUnwindSafe(fut).catch_unwind().await.map_err(|p| panic_message(&*p))
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|p| panic_message(&*p))
 }
 
 /// Spawns the task of one agent and stores its handle in the cell.
@@ -123,10 +138,19 @@ where
     tracing::debug!("agent started");
     loop {
         let exit = match std::panic::catch_unwind(AssertUnwindSafe(&factory)) {
-            Err(p) => Exit::Failed { reason: DeadLetterReason::Panicked, detail: panic_message(&*p) },
+            Err(p) => Exit::Failed {
+                reason: DeadLetterReason::Panicked,
+                detail: panic_message(&*p),
+            },
             Ok(mut agent) => match guarded(agent.on_start(&mut ctx)).await {
-                Err(detail) => Exit::Failed { reason: DeadLetterReason::Panicked, detail },
-                Ok(Err(e)) => Exit::Failed { reason: DeadLetterReason::Failed, detail: e.0 },
+                Err(detail) => Exit::Failed {
+                    reason: DeadLetterReason::Panicked,
+                    detail,
+                },
+                Ok(Err(e)) => Exit::Failed {
+                    reason: DeadLetterReason::Failed,
+                    detail: e.0,
+                },
                 Ok(Ok(())) => {
                     let exit = serve(&mut agent, &mut ctx, &mut buf, dead, sup.policy).await;
                     if !matches!(exit, Exit::Failed { .. }) {
@@ -162,7 +186,10 @@ where
                     }
                 }
                 None => {
-                    tracing::error!(max_restarts = sup.max_restarts, "restart budget spent; agent stays stopped");
+                    tracing::error!(
+                        max_restarts = sup.max_restarts,
+                        "restart budget spent; agent stays stopped"
+                    );
                     break;
                 }
             }
@@ -265,7 +292,9 @@ async fn serve<A: Agent>(
         }
         ctx.take_replies(buf);
         ctx.cursor = 0;
-        let result = guarded(agent.handle_batch(ctx, buf)).await;
+        let taken = cell.record_latency.then(std::time::Instant::now);
+        let span = tracing::debug_span!("batch", size = buf.len());
+        let result = guarded(agent.handle_batch(ctx, buf).instrument(span)).await;
         let failure = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some((DeadLetterReason::Failed, e.0)),
@@ -276,7 +305,15 @@ async fn serve<A: Agent>(
         match failure {
             None => {
                 ctx.clear_replies();
-                counters.handled.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                if let Some(taken) = taken {
+                    let done = std::time::Instant::now();
+                    crate::telemetry::with_latency(&cell.latency, |l| {
+                        l.record_batch(buf, taken, done)
+                    });
+                }
+                counters
+                    .handled
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
                 buf.clear();
             }
             Some((reason, detail)) => {
@@ -324,7 +361,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn budget_refills_after_the_window() {
-        let sup = Supervision { max_restarts: 1, window: Duration::from_secs(1), ..Supervision::immediate() };
+        let sup = Supervision {
+            max_restarts: 1,
+            window: Duration::from_secs(1),
+            ..Supervision::immediate()
+        };
         let mut b = RestartBudget::new(sup);
         assert!(b.next().is_some());
         assert!(b.next().is_none());

@@ -220,6 +220,12 @@ impl WasmAgentKind {
         Ok(generation)
     }
 
+    /// Instantiates a throwaway instance of the current version and runs its
+    /// `init`, as load does: a health check, and the instantiation cost.
+    pub fn probe(&self) -> Result<(), WasmError> {
+        probe(&self.current(), &self.limits)
+    }
+
     /// The current generation (1 at load, +1 per reload).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -1,0 +1,144 @@
+//! Sliding windows of latency and outcome counts.
+//!
+//! A window of `W` seconds is a ring of `SLOTS` slots of `W / SLOTS` seconds
+//! each; a read merges the slots that overlap the last `W` seconds (the
+//! current, partial slot included), so "the last 10 s" is exact to one slot.
+//! Slots are allocated only when something is recorded in them.
+
+use std::collections::VecDeque;
+
+use super::histogram::{LatencyHistogram, agent_histogram, merge};
+
+/// One slot's data.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot {
+    index: u64,
+    pub hist: LatencyHistogram,
+    pub handled: u64,
+    pub failed: u64,
+}
+
+/// A sliding window; time is whole seconds since the runtime started.
+#[derive(Clone, Debug)]
+pub(crate) struct Window {
+    slot_secs: u64,
+    slots: usize,
+    ring: VecDeque<Slot>,
+}
+
+/// Merged contents of a window.
+#[derive(Debug)]
+pub(crate) struct WindowTotals {
+    pub hist: LatencyHistogram,
+    pub handled: u64,
+    pub failed: u64,
+}
+
+impl Window {
+    /// A window of `secs` seconds in `slots` slots (`secs` is rounded up to a multiple).
+    pub fn new(secs: u64, slots: usize) -> Window {
+        let slots = slots.max(1);
+        Window {
+            slot_secs: secs.div_ceil(slots as u64).max(1),
+            slots,
+            ring: VecDeque::with_capacity(slots),
+        }
+    }
+
+    /// Length in seconds.
+    pub fn secs(&self) -> u64 {
+        self.slot_secs * self.slots as u64
+    }
+
+    fn expire(&mut self, index: u64) {
+        while self
+            .ring
+            .front()
+            .is_some_and(|s| s.index + self.slots as u64 <= index)
+        {
+            self.ring.pop_front();
+        }
+    }
+
+    /// Adds an interval's data at time `now`.
+    pub fn add(&mut self, now: u64, hist: Option<&LatencyHistogram>, handled: u64, failed: u64) {
+        if hist.is_none_or(|h| h.is_empty()) && handled == 0 && failed == 0 {
+            return;
+        }
+        let index = now / self.slot_secs;
+        self.expire(index);
+        if self.ring.back().is_none_or(|s| s.index != index) {
+            self.ring.push_back(Slot {
+                index,
+                hist: agent_histogram(),
+                handled: 0,
+                failed: 0,
+            });
+        }
+        let slot = self.ring.back_mut().expect("a slot was just ensured");
+        if let Some(h) = hist {
+            merge(&mut slot.hist, h);
+        }
+        slot.handled += handled;
+        slot.failed += failed;
+    }
+
+    /// The merged window as of `now`.
+    pub fn totals(&self, now: u64) -> WindowTotals {
+        let index = now / self.slot_secs;
+        let mut out = WindowTotals {
+            hist: agent_histogram(),
+            handled: 0,
+            failed: 0,
+        };
+        for slot in self
+            .ring
+            .iter()
+            .filter(|s| s.index + (self.slots as u64) > index)
+        {
+            merge(&mut out.hist, &slot.hist);
+            out.handled += slot.handled;
+            out.failed += slot.failed;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::histogram::record;
+    use super::*;
+
+    fn hist(us: u64, n: u64) -> LatencyHistogram {
+        let mut h = agent_histogram();
+        record(&mut h, Duration::from_micros(us), n);
+        h
+    }
+
+    #[test]
+    fn windows_roll_old_slots_out() {
+        let mut w = Window::new(10, 5);
+        w.add(0, Some(&hist(100, 10)), 10, 0);
+        w.add(3, Some(&hist(200, 10)), 10, 1);
+        assert_eq!(w.totals(3).hist.len(), 20);
+        assert_eq!(w.totals(3).failed, 1);
+        // At t=10 the slot holding t=0..2 has left the window, t=2..4 remains.
+        let t = w.totals(10);
+        assert_eq!(t.hist.len(), 10);
+        assert_eq!(t.handled, 10);
+        // At t=14 everything has rolled out.
+        assert_eq!(w.totals(14).hist.len(), 0);
+        w.add(20, None, 0, 0);
+        assert!(w.ring.len() <= 5);
+    }
+
+    #[test]
+    fn empty_intervals_allocate_nothing() {
+        let mut w = Window::new(60, 6);
+        w.add(1, Some(&agent_histogram()), 0, 0);
+        assert!(w.ring.is_empty());
+        assert_eq!(w.secs(), 60);
+    }
+}

@@ -1,0 +1,273 @@
+//! The telemetry ticker: rolls latency windows, evaluates SLOs, publishes
+//! metrics. Nothing here runs per message.
+//!
+//! ```text
+//!  every `tick` (1 s):  agents' intervals ─► windows ─► global windows
+//!                       counters ─► `metrics` facade (absolute values)
+//!  every EVAL_TICKS:    verdicts; warn! once per pass ─► fail transition
+//! ```
+//!
+//! Metrics go through the `metrics` facade, so any recorder works.
+//! [`prometheus`] installs the Prometheus one and hands back its renderer.
+//! With no recorder installed, publishing costs next to nothing.
+//!
+//! Shutdown: the ticker holds only a weak reference to the runtime and ends
+//! when the runtime is gone.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::deadletter::DeadLetterReason;
+use crate::runtime::{Inner, Runtime};
+use crate::slo::{
+    LatencyHistogram, SloReport, SloStatus, SloTargets, SloVerdict, WINDOWS, Window,
+    agent_histogram, merge,
+};
+
+/// Verdicts (and violation warnings) are computed every this many ticks:
+/// merging window slots for every agent each second would cost more than it
+/// tells.
+pub const EVAL_TICKS: u64 = 5;
+
+/// At most this many agents get their own metric labels; beyond it only
+/// totals are published (one label per agent of a million would swamp any
+/// metrics backend). Pool members are published under the pool's name.
+pub const MAX_LABELED_AGENTS: usize = 1_000;
+
+/// Telemetry settings of a runtime.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    /// Record latency histograms (one clock read per message on send, two per batch).
+    pub latency: bool,
+    /// Targets for agents without their own.
+    pub slo: SloTargets,
+    /// How often windows roll and metrics are published.
+    pub tick: Duration,
+    /// Fraction of messages that get their own tracing span (0 = none).
+    pub trace_sample_rate: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> TelemetryConfig {
+        TelemetryConfig {
+            latency: true,
+            slo: SloTargets::seed(),
+            tick: Duration::from_secs(1),
+            trace_sample_rate: 0.0,
+        }
+    }
+}
+
+/// Runtime-wide windows, fed by the ticker.
+#[derive(Debug)]
+pub(crate) struct GlobalWindows {
+    windows: [Window; 2],
+    last_handled: u64,
+    last_failed: u64,
+    last_status: [SloStatus; 2],
+}
+
+impl Default for GlobalWindows {
+    fn default() -> GlobalWindows {
+        GlobalWindows {
+            windows: WINDOWS.map(|(s, n)| Window::new(s, n)),
+            last_handled: 0,
+            last_failed: 0,
+            last_status: [SloStatus::NoData; 2],
+        }
+    }
+}
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder
+/// (once) and returns its handle; `None` if another recorder was installed first.
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "a metrics recorder is already installed; Prometheus rendering is off");
+                None
+            }
+        })
+        .as_ref()
+}
+
+pub(crate) async fn run(weak: Weak<Inner>, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks = 0u64;
+    loop {
+        interval.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let rt = Runtime { inner };
+        tick(&rt, ticks % EVAL_TICKS == EVAL_TICKS - 1);
+        ticks += 1;
+    }
+}
+
+fn status_change(subject: &str, last: &mut SloStatus, v: &SloVerdict) {
+    if v.status == SloStatus::Fail && *last != SloStatus::Fail {
+        for violation in &v.violations {
+            tracing::warn!(agent = %subject, window_s = v.window_s, %violation, "SLO violated");
+        }
+    } else if v.status == SloStatus::Pass && *last == SloStatus::Fail {
+        tracing::info!(agent = %subject, window_s = v.window_s, "SLO met again");
+    }
+    *last = v.status;
+}
+
+/// One tick: roll windows for every agent with samples, then the global ones.
+pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
+    let inner = &rt.inner;
+    let now = inner.started.elapsed().as_secs();
+    let mut global: LatencyHistogram = agent_histogram();
+    for cell in inner.registry.ids.iter() {
+        let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = guard.as_mut() else { continue };
+        let a = cell.counters.snapshot();
+        if let Some(h) = l.tick(now, a.handled, a.dead_lettered() + a.rejected) {
+            merge(&mut global, h);
+        }
+        l.reset_interval();
+        if evaluate {
+            let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
+            for (i, w) in l.windows.iter().enumerate() {
+                let t = w.totals(now);
+                let v = SloVerdict::evaluate(
+                    &cell.name,
+                    w.secs(),
+                    targets,
+                    &t.hist,
+                    t.handled,
+                    t.failed,
+                );
+                status_change(&cell.name, &mut l.last_status[i], &v);
+            }
+        }
+    }
+    let total = rt.accounting();
+    let failed = total.dead_lettered() + total.rejected;
+    let mut g = inner.global.lock().unwrap_or_else(|p| p.into_inner());
+    let (dh, df) = (
+        total.handled.saturating_sub(g.last_handled),
+        failed.saturating_sub(g.last_failed),
+    );
+    g.last_handled = total.handled;
+    g.last_failed = failed;
+    for w in &mut g.windows {
+        w.add(now, Some(&global), dh, df);
+    }
+    if evaluate {
+        let GlobalWindows {
+            windows,
+            last_status,
+            ..
+        } = &mut *g;
+        for (i, w) in windows.iter().enumerate() {
+            let t = w.totals(now);
+            let v = SloVerdict::evaluate(
+                "overall",
+                w.secs(),
+                inner.telemetry.slo,
+                &t.hist,
+                t.handled,
+                t.failed,
+            );
+            status_change("overall", &mut last_status[i], &v);
+        }
+    }
+    drop(g);
+    publish_metrics(rt);
+}
+
+/// Verdicts now, for every agent with latency samples and overall.
+pub(crate) fn report(rt: &Runtime) -> SloReport {
+    let inner = &rt.inner;
+    let now = inner.started.elapsed().as_secs();
+    let mut verdicts = Vec::new();
+    {
+        let g = inner.global.lock().unwrap_or_else(|p| p.into_inner());
+        for w in &g.windows {
+            let t = w.totals(now);
+            verdicts.push(SloVerdict::evaluate(
+                "overall",
+                w.secs(),
+                inner.telemetry.slo,
+                &t.hist,
+                t.handled,
+                t.failed,
+            ));
+        }
+    }
+    let mut agents = Vec::new();
+    for cell in inner.registry.ids.iter() {
+        let guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = guard.as_ref() else { continue };
+        let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
+        for w in &l.windows {
+            let t = w.totals(now);
+            agents.push(SloVerdict::evaluate(
+                &cell.name,
+                w.secs(),
+                targets,
+                &t.hist,
+                t.handled,
+                t.failed,
+            ));
+        }
+    }
+    agents.sort_by(|a, b| a.subject.cmp(&b.subject).then(a.window_s.cmp(&b.window_s)));
+    verdicts.extend(agents);
+    SloReport { verdicts }
+}
+
+fn publish_metrics(rt: &Runtime) {
+    let total = rt.accounting();
+    metrics::counter!("switchyard_messages_accepted_total").absolute(total.accepted);
+    metrics::counter!("switchyard_messages_handled_total").absolute(total.handled);
+    metrics::counter!("switchyard_messages_rejected_total").absolute(total.rejected);
+    metrics::counter!("switchyard_agent_restarts_total").absolute(total.restarts);
+    for reason in DeadLetterReason::ALL {
+        metrics::counter!("switchyard_messages_dead_lettered_total", "reason" => reason.as_str())
+            .absolute(total.dead(reason));
+    }
+    metrics::gauge!("switchyard_agents_live").set(rt.agent_count() as f64);
+    metrics::counter!("switchyard_asks_timed_out_total").absolute(rt.asks_timed_out());
+    metrics::counter!("switchyard_late_replies_total").absolute(rt.late_replies());
+    if rt.agent_count() > MAX_LABELED_AGENTS {
+        return;
+    }
+    // Group pool members under the pool's name.
+    let mut groups: std::collections::BTreeMap<String, (crate::stats::Accounting, usize)> =
+        Default::default();
+    for info in rt.agents() {
+        let key = info.pool.clone().unwrap_or(info.name);
+        let entry = groups.entry(key).or_default();
+        entry.0.add(&info.accounting);
+        entry.1 += info.depth;
+    }
+    for (agent, (a, depth)) in groups {
+        let label = Arc::<str>::from(agent);
+        metrics::gauge!("switchyard_mailbox_depth", "agent" => label.to_string()).set(depth as f64);
+        metrics::counter!("switchyard_agent_messages_accepted_total", "agent" => label.to_string())
+            .absolute(a.accepted);
+        metrics::counter!("switchyard_agent_messages_handled_total", "agent" => label.to_string())
+            .absolute(a.handled);
+        metrics::counter!("switchyard_agent_messages_dead_lettered_total", "agent" => label.to_string())
+            .absolute(a.dead_lettered());
+        metrics::counter!("switchyard_agent_restarts_total", "agent" => label.to_string())
+            .absolute(a.restarts);
+    }
+}
+
+/// Locks an agent's latency state, allocating it at first use.
+pub(crate) fn with_latency<R>(
+    slot: &Mutex<Option<Box<crate::slo::AgentLatency>>>,
+    f: impl FnOnce(&mut crate::slo::AgentLatency) -> R,
+) -> R {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    f(guard.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new())))
+}

@@ -1,0 +1,268 @@
+//! Latency histograms, SLO verdicts and metrics, end to end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_runtime::slo::{SloStatus, SloTargets};
+use switchyard_runtime::{Agent, AgentConfig, AgentError, Context, Envelope, Runtime, Strategy};
+
+/// Handles each message after `delay` of real time.
+#[derive(Clone, Copy)]
+struct Delayed(Duration);
+
+impl Agent for Delayed {
+    async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
+        if !self.0.is_zero() {
+            tokio::time::sleep(self.0).await;
+        }
+        let _ = ctx.reply(msg, "ok");
+        Ok(())
+    }
+}
+
+fn targets(p99_ms: u64) -> SloTargets {
+    SloTargets {
+        p50: None,
+        p99: Some(Duration::from_millis(p99_ms)),
+        ..SloTargets::seed()
+    }
+}
+
+async fn settle(rt: &Runtime) {
+    for _ in 0..5000 {
+        if rt.accounting().in_flight() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("runtime did not settle: {}", rt.accounting());
+}
+
+#[tokio::test]
+async fn a_slow_agent_fails_its_p99_and_a_fast_one_passes() {
+    let rt = Runtime::new();
+    rt.spawn("fast", AgentConfig::default().slo(targets(5)), || {
+        Delayed(Duration::ZERO)
+    })
+    .unwrap();
+    rt.spawn("slow", AgentConfig::default().slo(targets(5)), || {
+        Delayed(Duration::from_millis(8))
+    })
+    .unwrap();
+    for _ in 0..20 {
+        rt.ask("fast", Envelope::ask("x"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        rt.ask("slow", Envelope::ask("x"), Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    rt.roll_windows();
+    let report = rt.slo_report();
+    let verdict = |name: &str, window: u64| {
+        report
+            .verdicts
+            .iter()
+            .find(|v| v.subject == name && v.window_s == window)
+            .cloned()
+            .unwrap()
+    };
+    for window in [10, 60] {
+        let fast = verdict("fast", window);
+        assert_eq!(fast.status, SloStatus::Pass, "{fast:?}");
+        assert_eq!(fast.latency_us.count, 20);
+        let slow = verdict("slow", window);
+        assert_eq!(slow.status, SloStatus::Fail, "{slow:?}");
+        assert!(slow.latency_us.p99 >= 8_000, "{slow:?}");
+        assert!(
+            slow.violations[0].contains("p99") && slow.violations[0].contains("target 5.00ms"),
+            "{slow:?}"
+        );
+    }
+    let overall = verdict("overall", 10);
+    assert_eq!(overall.latency_us.count, 40);
+    let text = report.to_string();
+    assert!(text.contains("slow") && text.contains("FAIL"), "{text}");
+    // Asks are timed end to end on the asker's side too.
+    let slow = rt.latency("slow").unwrap();
+    assert_eq!(slow.ask_us.count, 20);
+    assert!(
+        slow.ask_us.p50 >= 8_000 && slow.service_us.p50 >= 8_000,
+        "{slow:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_traffic_means_no_data() {
+    let rt = Runtime::new();
+    rt.spawn("idle", AgentConfig::default(), || Delayed(Duration::ZERO))
+        .unwrap();
+    rt.roll_windows();
+    let report = rt.slo_report();
+    assert_eq!(report.overall(), SloStatus::NoData);
+    assert!(
+        report.verdicts.iter().all(|v| v.subject == "overall"),
+        "idle agents have no verdict rows"
+    );
+}
+
+#[tokio::test]
+async fn errors_count_against_the_error_budget() {
+    let rt = Runtime::new();
+    struct Failing;
+    impl Agent for Failing {
+        async fn handle(&mut self, _ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
+            if msg.payload().as_ref() == b"bad" {
+                Err("bad input".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let cfg = AgentConfig::default().slo(SloTargets {
+        max_error_rate: Some(0.05),
+        ..targets(1000)
+    });
+    rt.spawn("f", cfg, || Failing).unwrap();
+    for i in 0..100 {
+        rt.tell("f", Envelope::tell(if i % 10 == 0 { "bad" } else { "ok" }))
+            .await
+            .unwrap();
+    }
+    settle(&rt).await;
+    rt.roll_windows();
+    let v = rt
+        .slo_report()
+        .verdicts
+        .into_iter()
+        .find(|v| v.subject == "f" && v.window_s == 10)
+        .unwrap();
+    assert_eq!(v.status, SloStatus::Fail, "{v:?}");
+    assert!((v.error_rate - 0.10).abs() < 1e-9, "{v:?}");
+    assert!(
+        v.violations.iter().any(|s| s.contains("error rate 10.00%")),
+        "{v:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recording_under_concurrency_loses_no_samples() {
+    let rt = Runtime::new();
+    rt.spawn_pool(
+        "pool",
+        4,
+        Strategy::RoundRobin,
+        AgentConfig::default(),
+        || Delayed(Duration::ZERO),
+    )
+    .unwrap();
+    rt.spawn("single", AgentConfig::default(), || Delayed(Duration::ZERO))
+        .unwrap();
+    let mut producers = Vec::new();
+    for p in 0..4 {
+        let rt = rt.clone();
+        producers.push(tokio::spawn(async move {
+            for i in 0..5_000 {
+                let target = if (i + p) % 2 == 0 { "pool" } else { "single" };
+                if i % 50 == 0 {
+                    let batch: Vec<Envelope> = (0..10).map(|_| Envelope::tell("b")).collect();
+                    rt.tell_batch(target, batch).await.unwrap();
+                } else {
+                    rt.tell(target, Envelope::tell("x")).await.unwrap();
+                }
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    settle(&rt).await;
+    let handled = rt.accounting().handled;
+    let samples = rt.latency("pool").unwrap().sojourn_us.count
+        + rt.latency("single").unwrap().sojourn_us.count;
+    assert_eq!(samples, handled);
+    rt.roll_windows();
+    let overall = rt
+        .slo_report()
+        .verdicts
+        .into_iter()
+        .find(|v| v.subject == "overall" && v.window_s == 60)
+        .unwrap();
+    assert_eq!(overall.latency_us.count, handled);
+}
+
+#[tokio::test]
+async fn latency_off_records_nothing() {
+    let rt = Runtime::builder().latency(false).build();
+    rt.spawn("a", AgentConfig::default(), || Delayed(Duration::ZERO))
+        .unwrap();
+    rt.ask("a", Envelope::ask("x"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(rt.latency("a").is_none());
+}
+
+#[tokio::test]
+async fn prometheus_output_parses_and_matches_the_counters() {
+    let handle =
+        switchyard_runtime::telemetry::prometheus().expect("no other recorder in this test binary");
+    let rt = Runtime::new();
+    rt.spawn_pool(
+        "workers",
+        2,
+        Strategy::RoundRobin,
+        AgentConfig::default(),
+        || Delayed(Duration::ZERO),
+    )
+    .unwrap();
+    for _ in 0..10 {
+        rt.ask("workers", Envelope::ask("x"), Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    let _ = rt.tell("nobody", Envelope::tell("x")).await;
+    rt.roll_windows();
+    let text = handle.render();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        value("switchyard_messages_handled_total", None),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("switchyard_messages_rejected_total", None),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "switchyard_agent_messages_handled_total",
+            Some(("agent", "workers"))
+        ),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(value("switchyard_agents_live", None), Some(2.0), "{text}");
+    assert!(
+        value(
+            "switchyard_messages_dead_lettered_total",
+            Some(("reason", "expired"))
+        )
+        .is_some(),
+        "{text}"
+    );
+    let _ = Arc::new(());
+}
