@@ -231,14 +231,32 @@ pub struct SupervisionSpec {
     pub window_ms: Option<u64>,
 }
 
-/// Latency objectives (stored and reported; evaluated by the runtime's SLO module when present).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// Service-level objectives, evaluated by the runtime over 10 s and 60 s windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloSpec {
-    /// Target median handling latency, microseconds.
+    /// Target median sojourn latency (queued + handled), microseconds.
     pub p50_us: Option<u64>,
-    /// Target 99th percentile handling latency, microseconds.
+    /// Target 99th percentile sojourn latency, microseconds.
     pub p99_us: Option<u64>,
+    /// Target 99.9th percentile sojourn latency, microseconds.
+    pub p999_us: Option<u64>,
+    /// Largest (dead-lettered + refused) / offered fraction, 0.01 = 1%.
+    pub max_error_rate: Option<f64>,
+}
+
+impl SloSpec {
+    /// The runtime's form.
+    pub fn targets(&self) -> switchyard_runtime::slo::SloTargets {
+        let us = |v: Option<u64>| v.map(std::time::Duration::from_micros);
+        switchyard_runtime::slo::SloTargets {
+            p50: us(self.p50_us),
+            p99: us(self.p99_us),
+            p999: us(self.p999_us),
+            max_error_rate: self.max_error_rate,
+            min_throughput: None,
+        }
+    }
 }
 
 /// One `[[agents]]` entry (also the body of `POST /v1/agents`).

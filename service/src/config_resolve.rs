@@ -328,7 +328,7 @@ pub fn resolve_agent(
     if let Some(v) = spec.max_batch {
         eff.max_batch = v;
     }
-    let config = agent_config(
+    let mut config = agent_config(
         &c,
         key,
         &eff,
@@ -336,13 +336,21 @@ pub fn resolve_agent(
         spec.capacity,
         spec.max_batch,
     )?;
+    let slo = spec.slo.or(d.slo);
+    if let Some(s) = &slo {
+        if s.max_error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            let k = format!("{key}.slo.max_error_rate");
+            return Err(c.invalid(k, s.max_error_rate, "a fraction in 0.0..=1.0"));
+        }
+        config.slo = Some(s.targets());
+    }
     Ok(AgentPlan {
         name: spec.name.clone(),
         source,
         config,
         pool_size,
         strategy: spec.strategy.unwrap_or(d.strategy),
-        slo: spec.slo.or(d.slo),
+        slo,
     })
 }
 
@@ -389,6 +397,7 @@ fn agent_config(
         overflow: d.overflow,
         max_batch: d.max_batch,
         supervision,
+        ..AgentConfig::default()
     };
     config
         .validate(key)

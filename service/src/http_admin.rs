@@ -190,18 +190,26 @@ async fn dead_letters(
     )
 }
 
-fn not_available(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_available",
-        format!("{what} is not built into this switchyard's runtime yet"),
-    )
+async fn slo(State(s): St) -> Response {
+    let report = s.rt.slo_report();
+    let overall = report.overall();
+    axum::Json(json!({ "overall": overall, "verdicts": report.verdicts })).into_response()
 }
 
-async fn slo() -> ApiError {
-    not_available("SLO evaluation")
-}
-
-async fn metrics() -> ApiError {
-    not_available("Prometheus metrics rendering")
+async fn metrics() -> Result<Response, ApiError> {
+    match switchyard_runtime::telemetry::prometheus() {
+        Some(handle) => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_available",
+            "another metrics recorder is installed in this process; Prometheus rendering is off",
+        )),
+    }
 }

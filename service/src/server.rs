@@ -184,6 +184,10 @@ impl Server {
             Some(a) => Some(bind("listen.http", a).await?),
             None => None,
         };
+        // Install the Prometheus recorder before agents publish anything.
+        if switchyard_runtime::telemetry::prometheus().is_none() {
+            tracing::warn!("GET /metrics is off: another metrics recorder is installed");
+        }
         let rt = Runtime::new();
         let plans = Plans::default();
         for plan in &config.agents {
