@@ -13,8 +13,21 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log format on stderr; the filter comes from RUST_LOG (for example
+    /// `RUST_LOG=switchyard_runtime=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable, multi-line fields.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,17 +77,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A service logs its lifecycle; one-shot commands only warnings.
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.log_format, default_level);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("while starting the Tokio runtime")?;
     match cli.command {
         Command::Agent { command } => agent_cmd::run(command),
-        Command::Serve(args) => {
-            init_tracing();
-            rt.block_on(async { tokio::spawn(serve::run(args)).await }).context("the service task panicked")?
-        }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Serve(args) => rt
+            .block_on(async { tokio::spawn(serve::run(args)).await })
+            .context("the service task panicked")?,
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
             println!("{}", config_cmd::check(&file)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -92,22 +113,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!(e))
                 .context("while running the demo")?;
             println!("{report}");
-            Ok(if report.shutdown.accounting.balanced() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.shutdown.accounting.balanced() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: info).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default: `default_level`).
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Agent panics are caught, dead-lettered and logged by the runtime; print
 /// them as one line instead of a backtrace per failure.
 fn quiet_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
         let payload = info

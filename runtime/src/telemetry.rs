@@ -139,6 +139,7 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
                 let v = SloVerdict::evaluate(
                     &cell.name,
                     w.secs(),
+                    now + 1,
                     targets,
                     &t.hist,
                     t.handled,
@@ -171,6 +172,7 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
             let v = SloVerdict::evaluate(
                 "overall",
                 w.secs(),
+                now + 1,
                 inner.telemetry.slo,
                 &t.hist,
                 t.handled,
@@ -195,6 +197,7 @@ pub(crate) fn report(rt: &Runtime) -> SloReport {
             verdicts.push(SloVerdict::evaluate(
                 "overall",
                 w.secs(),
+                now + 1,
                 inner.telemetry.slo,
                 &t.hist,
                 t.handled,
@@ -212,6 +215,7 @@ pub(crate) fn report(rt: &Runtime) -> SloReport {
             agents.push(SloVerdict::evaluate(
                 &cell.name,
                 w.secs(),
+                now + 1,
                 targets,
                 &t.hist,
                 t.handled,

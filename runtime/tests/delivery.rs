@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchyard_runtime::{
-    Agent, AgentConfig, AgentError, AskError, Context, DeadLetterReason, Envelope, Kind, Overflow, Runtime,
-    SendError, SpawnError, Strategy,
+    Agent, AgentConfig, AgentError, AskError, Context, DeadLetterReason, Envelope, Kind, Overflow,
+    Runtime, SendError, SpawnError, Strategy,
 };
 
 /// Replies to asks with its payload; records every payload it handles.
@@ -35,13 +35,20 @@ struct Gated {
 
 impl Gated {
     fn new() -> Gated {
-        Gated { gate: Arc::new(tokio::sync::Semaphore::new(0)), handled: Arc::default() }
+        Gated {
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            handled: Arc::default(),
+        }
     }
 }
 
 impl Agent for Gated {
     async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
-        self.gate.acquire().await.map_err(|e| AgentError::new(e.to_string()))?.forget();
+        self.gate
+            .acquire()
+            .await
+            .map_err(|e| AgentError::new(e.to_string()))?
+            .forget();
         self.handled.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -62,11 +69,19 @@ async fn tell_ask_and_batch_keep_fifo_order() {
     let rt = Runtime::new();
     let rec = Recorder::default();
     let r = rec.clone();
-    rt.spawn("rec", AgentConfig::default(), move || r.clone()).unwrap();
+    rt.spawn("rec", AgentConfig::default(), move || r.clone())
+        .unwrap();
     rt.tell("rec", Envelope::tell("1")).await.unwrap();
-    let batch = vec![Envelope::tell("2"), Envelope::tell("3"), Envelope::tell("4")];
+    let batch = vec![
+        Envelope::tell("2"),
+        Envelope::tell("3"),
+        Envelope::tell("4"),
+    ];
     rt.tell_batch("rec", batch).await.unwrap();
-    let reply = rt.ask("rec", Envelope::ask("5"), Duration::from_secs(5)).await.unwrap();
+    let reply = rt
+        .ask("rec", Envelope::ask("5"), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(reply.kind(), Kind::Reply);
     assert_eq!(reply.payload().as_ref(), b"5");
     let seen: Vec<Bytes> = rec.seen.lock().unwrap().clone();
@@ -80,11 +95,17 @@ async fn tell_ask_and_batch_keep_fifo_order() {
 #[tokio::test]
 async fn unknown_name_hands_the_message_back() {
     let rt = Runtime::new();
-    let err = rt.tell("nobody", Envelope::tell("lost?")).await.unwrap_err();
+    let err = rt
+        .tell("nobody", Envelope::tell("lost?"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SendError::UnknownAgent { .. }));
     assert!(err.to_string().contains("nobody"), "{err}");
     assert_eq!(err.into_message().payload().as_ref(), b"lost?");
-    let err = rt.tell_batch("nobody", vec![Envelope::tell("a"), Envelope::tell("b")]).await.unwrap_err();
+    let err = rt
+        .tell_batch("nobody", vec![Envelope::tell("a"), Envelope::tell("b")])
+        .await
+        .unwrap_err();
     assert_eq!(err.into_message().len(), 2);
     assert_eq!(rt.accounting().rejected, 3);
 }
@@ -92,15 +113,30 @@ async fn unknown_name_hands_the_message_back() {
 #[tokio::test]
 async fn bad_spawns_name_the_problem() {
     let rt = Runtime::new();
-    rt.spawn("a", AgentConfig::default(), Recorder::default).unwrap();
-    let dup = rt.spawn("a", AgentConfig::default(), Recorder::default).unwrap_err();
+    rt.spawn("a", AgentConfig::default(), Recorder::default)
+        .unwrap();
+    let dup = rt
+        .spawn("a", AgentConfig::default(), Recorder::default)
+        .unwrap_err();
     assert_eq!(dup, SpawnError::Duplicate("a".into()));
     assert!(dup.to_string().contains("already registered"));
-    let zero = rt.spawn("b", AgentConfig::default().capacity(0), Recorder::default).unwrap_err();
+    let zero = rt
+        .spawn("b", AgentConfig::default().capacity(0), Recorder::default)
+        .unwrap_err();
     assert!(zero.to_string().contains("capacity 0"), "{zero}");
-    let name = rt.spawn("bad name", AgentConfig::default(), Recorder::default).unwrap_err();
+    let name = rt
+        .spawn("bad name", AgentConfig::default(), Recorder::default)
+        .unwrap_err();
     assert!(name.to_string().contains("bad name"), "{name}");
-    let pool = rt.spawn_pool("p", 0, Strategy::RoundRobin, AgentConfig::default(), Recorder::default).unwrap_err();
+    let pool = rt
+        .spawn_pool(
+            "p",
+            0,
+            Strategy::RoundRobin,
+            AgentConfig::default(),
+            Recorder::default,
+        )
+        .unwrap_err();
     assert!(pool.to_string().contains("pool size 0"), "{pool}");
     assert_eq!(rt.agent_count(), 1, "failed spawns leave nothing behind");
 }
@@ -110,7 +146,14 @@ async fn reject_policy_refuses_when_full_and_counts_it() {
     let rt = Runtime::new();
     let g = Gated::new();
     let agent = g.clone();
-    rt.spawn("slow", AgentConfig::default().capacity(2).overflow(Overflow::Reject), move || agent.clone()).unwrap();
+    rt.spawn(
+        "slow",
+        AgentConfig::default()
+            .capacity(2)
+            .overflow(Overflow::Reject),
+        move || agent.clone(),
+    )
+    .unwrap();
     // The first message is taken into the agent's batch and waits on the gate.
     rt.tell("slow", Envelope::tell("0")).await.unwrap();
     settle_depth(&rt, "slow", 0).await;
@@ -128,7 +171,11 @@ async fn reject_policy_refuses_when_full_and_counts_it() {
 
 async fn settle_depth(rt: &Runtime, name: &str, depth: usize) {
     for _ in 0..2000 {
-        if rt.agents().iter().any(|a| a.name == name && a.depth == depth) {
+        if rt
+            .agents()
+            .iter()
+            .any(|a| a.name == name && a.depth == depth)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -141,17 +188,30 @@ async fn drop_oldest_sheds_to_dead_letters() {
     let rt = Runtime::new();
     let g = Gated::new();
     let agent = g.clone();
-    rt.spawn("slow", AgentConfig::default().capacity(2).overflow(Overflow::DropOldest), move || agent.clone())
-        .unwrap();
+    rt.spawn(
+        "slow",
+        AgentConfig::default()
+            .capacity(2)
+            .overflow(Overflow::DropOldest),
+        move || agent.clone(),
+    )
+    .unwrap();
     rt.tell("slow", Envelope::tell("in-hand")).await.unwrap();
     settle_depth(&rt, "slow", 0).await;
     for p in ["a", "b", "c", "d"] {
         rt.tell("slow", Envelope::tell(p)).await.unwrap();
     }
     let letters = rt.dead_letters().drain();
-    let shed: Vec<&[u8]> = letters.iter().map(|l| l.envelope.payload().as_ref()).collect();
+    let shed: Vec<&[u8]> = letters
+        .iter()
+        .map(|l| l.envelope.payload().as_ref())
+        .collect();
     assert_eq!(shed, vec![b"a".as_slice(), b"b"]);
-    assert!(letters.iter().all(|l| l.reason == DeadLetterReason::DroppedOldest && &*l.agent_name == "slow"));
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.reason == DeadLetterReason::DroppedOldest && &*l.agent_name == "slow")
+    );
     g.gate.add_permits(10);
     settle(&rt).await;
     let a = rt.accounting();
@@ -166,11 +226,20 @@ async fn block_policy_waits_until_the_deadline_then_hands_back() {
     let rt = Runtime::new();
     let g = Gated::new();
     let agent = g.clone();
-    rt.spawn("slow", AgentConfig::default().capacity(1), move || agent.clone()).unwrap();
+    rt.spawn("slow", AgentConfig::default().capacity(1), move || {
+        agent.clone()
+    })
+    .unwrap();
     rt.tell("slow", Envelope::tell("in-hand")).await.unwrap();
     settle_depth(&rt, "slow", 0).await;
     rt.tell("slow", Envelope::tell("queued")).await.unwrap();
-    let err = rt.tell("slow", Envelope::tell("late").with_ttl(Duration::from_millis(50))).await.unwrap_err();
+    let err = rt
+        .tell(
+            "slow",
+            Envelope::tell("late").with_ttl(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, SendError::Timeout { .. }), "{err}");
     // Without a deadline the sender waits for room and gets in.
     let rt2 = rt.clone();
@@ -188,11 +257,22 @@ async fn expired_messages_are_dead_lettered_not_handled() {
     let rt = Runtime::new();
     let g = Gated::new();
     let agent = g.clone();
-    rt.spawn("slow", AgentConfig::default(), move || agent.clone()).unwrap();
+    rt.spawn("slow", AgentConfig::default(), move || agent.clone())
+        .unwrap();
     rt.tell("slow", Envelope::tell("in-hand")).await.unwrap();
     settle_depth(&rt, "slow", 0).await;
-    rt.tell("slow", Envelope::tell("short").with_ttl(Duration::from_millis(5))).await.unwrap();
-    rt.tell("slow", Envelope::tell("long").with_ttl(Duration::from_secs(60))).await.unwrap();
+    rt.tell(
+        "slow",
+        Envelope::tell("short").with_ttl(Duration::from_millis(5)),
+    )
+    .await
+    .unwrap();
+    rt.tell(
+        "slow",
+        Envelope::tell("long").with_ttl(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     g.gate.add_permits(10);
     settle(&rt).await;
@@ -214,8 +294,12 @@ async fn ask_timeout_counts_the_late_reply() {
             Ok(())
         }
     }
-    rt.spawn("sleepy", AgentConfig::default(), || Sleepy).unwrap();
-    let err = rt.ask("sleepy", Envelope::ask("q"), Duration::from_millis(5)).await.unwrap_err();
+    rt.spawn("sleepy", AgentConfig::default(), || Sleepy)
+        .unwrap();
+    let err = rt
+        .ask("sleepy", Envelope::ask("q"), Duration::from_millis(5))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AskError::Timeout { .. }), "{err}");
     assert_eq!(rt.asks_timed_out(), 1);
     settle(&rt).await;
@@ -232,7 +316,10 @@ async fn an_agent_that_does_not_reply_releases_the_asker() {
         }
     }
     rt.spawn("mute", AgentConfig::default(), || Mute).unwrap();
-    let err = rt.ask("mute", Envelope::ask("q"), Duration::from_secs(10)).await.unwrap_err();
+    let err = rt
+        .ask("mute", Envelope::ask("q"), Duration::from_secs(10))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AskError::NoReply { .. }), "{err}");
 }
 
@@ -241,8 +328,16 @@ async fn publish_reaches_every_subscriber_once() {
     let rt = Runtime::new();
     let (a, b) = (Recorder::default(), Recorder::default());
     let (ac, bc) = (a.clone(), b.clone());
-    rt.spawn("a", AgentConfig::default(), move || ac.clone()).unwrap();
-    rt.spawn_pool("b", 3, Strategy::RoundRobin, AgentConfig::default(), move || bc.clone()).unwrap();
+    rt.spawn("a", AgentConfig::default(), move || ac.clone())
+        .unwrap();
+    rt.spawn_pool(
+        "b",
+        3,
+        Strategy::RoundRobin,
+        AgentConfig::default(),
+        move || bc.clone(),
+    )
+    .unwrap();
     rt.subscribe("news", "a").unwrap();
     rt.subscribe("news", "b").unwrap();
     rt.subscribe("news", "a").unwrap();
@@ -251,35 +346,69 @@ async fn publish_reaches_every_subscriber_once() {
         let r = rt.publish("news", Envelope::publish(vec![i])).await;
         assert_eq!((r.delivered, r.rejected), (2, 0));
     }
-    assert_eq!(rt.publish("nobody-listens", Envelope::publish("x")).await.delivered, 0);
+    assert_eq!(
+        rt.publish("nobody-listens", Envelope::publish("x"))
+            .await
+            .delivered,
+        0
+    );
     settle(&rt).await;
     assert_eq!(a.seen.lock().unwrap().len(), 9);
     assert_eq!(b.seen.lock().unwrap().len(), 9);
     assert!(rt.unsubscribe("news", "a"));
-    assert_eq!(rt.publish("news", Envelope::publish("y")).await.delivered, 1);
+    assert_eq!(
+        rt.publish("news", Envelope::publish("y")).await.delivered,
+        1
+    );
 }
 
 #[tokio::test]
 async fn pools_route_by_strategy() {
     let rt = Runtime::new();
     let ids = rt
-        .spawn_pool("rr", 4, Strategy::RoundRobin, AgentConfig::default(), Recorder::default)
+        .spawn_pool(
+            "rr",
+            4,
+            Strategy::RoundRobin,
+            AgentConfig::default(),
+            Recorder::default,
+        )
         .unwrap();
     assert_eq!(ids.len(), 4);
     for _ in 0..400 {
         rt.tell("rr", Envelope::tell("x")).await.unwrap();
     }
-    rt.spawn_pool("keyed", 8, Strategy::KeyAffinity, AgentConfig::default(), Recorder::default).unwrap();
+    rt.spawn_pool(
+        "keyed",
+        8,
+        Strategy::KeyAffinity,
+        AgentConfig::default(),
+        Recorder::default,
+    )
+    .unwrap();
     for _ in 0..50 {
-        rt.tell("keyed", Envelope::tell("k").with_key(b"customer-42")).await.unwrap();
+        rt.tell("keyed", Envelope::tell("k").with_key(b"customer-42"))
+            .await
+            .unwrap();
     }
     settle(&rt).await;
     let agents = rt.agents();
-    let rr: Vec<u64> = agents.iter().filter(|a| a.pool.as_deref() == Some("rr")).map(|a| a.accounting.handled).collect();
+    let rr: Vec<u64> = agents
+        .iter()
+        .filter(|a| a.pool.as_deref() == Some("rr"))
+        .map(|a| a.accounting.handled)
+        .collect();
     assert_eq!(rr, vec![100, 100, 100, 100]);
-    let keyed: Vec<u64> =
-        agents.iter().filter(|a| a.pool.as_deref() == Some("keyed")).map(|a| a.accounting.handled).collect();
-    assert_eq!(keyed.iter().filter(|h| **h == 50).count(), 1, "one key, one member: {keyed:?}");
+    let keyed: Vec<u64> = agents
+        .iter()
+        .filter(|a| a.pool.as_deref() == Some("keyed"))
+        .map(|a| a.accounting.handled)
+        .collect();
+    assert_eq!(
+        keyed.iter().filter(|h| **h == 50).count(),
+        1,
+        "one key, one member: {keyed:?}"
+    );
     assert_eq!(keyed.iter().sum::<u64>(), 50);
 }
 
@@ -290,14 +419,21 @@ async fn least_loaded_avoids_the_busy_member() {
     let agent = g.clone();
     // One message in hand per member at most, so depth is what waits.
     let cfg = AgentConfig::default().max_batch(1);
-    rt.spawn_pool("ll", 2, Strategy::LeastLoaded, cfg, move || agent.clone()).unwrap();
+    rt.spawn_pool("ll", 2, Strategy::LeastLoaded, cfg, move || agent.clone())
+        .unwrap();
     for _ in 0..12 {
         rt.tell("ll", Envelope::tell("y")).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     let depths: Vec<usize> = rt.agents().iter().map(|a| a.depth).collect();
-    assert!((10..=12).contains(&depths.iter().sum::<usize>()), "{depths:?}");
-    assert!(depths[0].abs_diff(depths[1]) <= 1, "least-loaded keeps members level: {depths:?}");
+    assert!(
+        (10..=12).contains(&depths.iter().sum::<usize>()),
+        "{depths:?}"
+    );
+    assert!(
+        depths[0].abs_diff(depths[1]) <= 1,
+        "least-loaded keeps members level: {depths:?}"
+    );
     g.gate.add_permits(100);
     settle(&rt).await;
 }
@@ -305,9 +441,17 @@ async fn least_loaded_avoids_the_busy_member() {
 #[tokio::test]
 async fn key_affinity_batches_split_by_key() {
     let rt = Runtime::new();
-    rt.spawn_pool("keyed", 4, Strategy::KeyAffinity, AgentConfig::default(), Recorder::default).unwrap();
-    let batch: Vec<Envelope> =
-        (0..100u32).map(|i| Envelope::tell("x").with_key(&(i % 10).to_le_bytes())).collect();
+    rt.spawn_pool(
+        "keyed",
+        4,
+        Strategy::KeyAffinity,
+        AgentConfig::default(),
+        Recorder::default,
+    )
+    .unwrap();
+    let batch: Vec<Envelope> = (0..100u32)
+        .map(|i| Envelope::tell("x").with_key(&(i % 10).to_le_bytes()))
+        .collect();
     rt.tell_batch("keyed", batch).await.unwrap();
     settle(&rt).await;
     assert_eq!(rt.accounting().handled, 100);

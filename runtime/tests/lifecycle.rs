@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_runtime::{
-    Agent, AgentConfig, AgentError, Context, DeadLetterReason, Envelope, Overflow, RestartPolicy, Runtime,
-    SendError, Strategy, Supervision,
+    Agent, AgentConfig, AgentError, Context, DeadLetterReason, Envelope, Overflow, RestartPolicy,
+    Runtime, SendError, Strategy, Supervision,
 };
 
 /// Panics on "panic", fails on "fail", counts starts and stops, handles the rest.
@@ -69,10 +69,21 @@ async fn a_panic_dead_letters_one_message_and_the_mailbox_survives() {
     let rt = Runtime::new();
     let m = Moody::default();
     let agent = m.clone();
-    rt.spawn("moody", AgentConfig::default().supervision(Supervision::immediate()), move || agent.clone()).unwrap();
-    let batch: Vec<Envelope> = ["a", "panic", "b", "fail", "c"].into_iter().map(Envelope::tell).collect();
+    rt.spawn(
+        "moody",
+        AgentConfig::default().supervision(Supervision::immediate()),
+        move || agent.clone(),
+    )
+    .unwrap();
+    let batch: Vec<Envelope> = ["a", "panic", "b", "fail", "c"]
+        .into_iter()
+        .map(Envelope::tell)
+        .collect();
     rt.tell_batch("moody", batch).await.unwrap();
-    let reply = rt.ask("moody", Envelope::ask("after"), Duration::from_secs(5)).await.unwrap();
+    let reply = rt
+        .ask("moody", Envelope::ask("after"), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(reply.payload().as_ref(), b"ok");
     settle(&rt).await;
     let a = rt.accounting();
@@ -94,8 +105,16 @@ async fn never_policy_stops_the_agent_and_dead_letters_its_queue() {
     quiet();
     let rt = Runtime::new();
     let agent = Moody::default();
-    rt.spawn("fragile", AgentConfig::default().supervision(Supervision::never()), move || agent.clone()).unwrap();
-    let batch: Vec<Envelope> = ["panic", "x", "y"].into_iter().map(Envelope::tell).collect();
+    rt.spawn(
+        "fragile",
+        AgentConfig::default().supervision(Supervision::never()),
+        move || agent.clone(),
+    )
+    .unwrap();
+    let batch: Vec<Envelope> = ["panic", "x", "y"]
+        .into_iter()
+        .map(Envelope::tell)
+        .collect();
     rt.tell_batch("fragile", batch).await.unwrap();
     settle(&rt).await;
     let a = rt.accounting();
@@ -111,10 +130,21 @@ async fn never_policy_stops_the_agent_and_dead_letters_its_queue() {
 async fn restart_budget_runs_out() {
     quiet();
     let rt = Runtime::new();
-    let sup = Supervision { max_restarts: 2, ..Supervision::immediate() };
+    let sup = Supervision {
+        max_restarts: 2,
+        ..Supervision::immediate()
+    };
     let agent = Moody::default();
-    rt.spawn("flaky", AgentConfig::default().supervision(sup), move || agent.clone()).unwrap();
-    let batch: Vec<Envelope> = ["panic", "panic", "panic", "never-handled"].into_iter().map(Envelope::tell).collect();
+    rt.spawn(
+        "flaky",
+        AgentConfig::default().supervision(sup),
+        move || agent.clone(),
+    )
+    .unwrap();
+    let batch: Vec<Envelope> = ["panic", "panic", "panic", "never-handled"]
+        .into_iter()
+        .map(Envelope::tell)
+        .collect();
     rt.tell_batch("flaky", batch).await.unwrap();
     settle(&rt).await;
     let a = rt.accounting();
@@ -137,14 +167,21 @@ async fn backoff_delays_the_restart() {
     };
     let m = Moody::default();
     let agent = m.clone();
-    rt.spawn("b", AgentConfig::default().supervision(sup), move || agent.clone()).unwrap();
+    rt.spawn("b", AgentConfig::default().supervision(sup), move || {
+        agent.clone()
+    })
+    .unwrap();
     rt.tell("b", Envelope::tell("panic")).await.unwrap();
     rt.tell("b", Envelope::tell("queued")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(m.handled.load(Ordering::SeqCst), 0, "still backing off");
     tokio::time::sleep(Duration::from_millis(600)).await;
     settle(&rt).await;
-    assert_eq!(m.handled.load(Ordering::SeqCst), 1, "queued message handled after the restart");
+    assert_eq!(
+        m.handled.load(Ordering::SeqCst),
+        1,
+        "queued message handled after the restart"
+    );
 }
 
 #[tokio::test]
@@ -152,20 +189,42 @@ async fn self_stop_drains_and_always_restarts() {
     let rt = Runtime::new();
     let m = Moody::default();
     let agent = m.clone();
-    rt.spawn("quitter", AgentConfig::default(), move || agent.clone()).unwrap();
-    let batch: Vec<Envelope> = ["stop", "after-1", "after-2"].into_iter().map(Envelope::tell).collect();
+    rt.spawn("quitter", AgentConfig::default(), move || agent.clone())
+        .unwrap();
+    let batch: Vec<Envelope> = ["stop", "after-1", "after-2"]
+        .into_iter()
+        .map(Envelope::tell)
+        .collect();
     rt.tell_batch("quitter", batch).await.unwrap();
     settle(&rt).await;
-    assert_eq!(m.handled.load(Ordering::SeqCst), 3, "queued messages are drained");
+    assert_eq!(
+        m.handled.load(Ordering::SeqCst),
+        3,
+        "queued messages are drained"
+    );
     assert_eq!(m.stops.load(Ordering::SeqCst), 1);
     assert!(rt.tell("quitter", Envelope::tell("x")).await.is_err());
 
     let m = Moody::default();
     let agent = m.clone();
-    let always = Supervision { policy: RestartPolicy::Always, ..Supervision::immediate() };
-    rt.spawn("phoenix", AgentConfig::default().supervision(always), move || agent.clone()).unwrap();
+    let always = Supervision {
+        policy: RestartPolicy::Always,
+        ..Supervision::immediate()
+    };
+    rt.spawn(
+        "phoenix",
+        AgentConfig::default().supervision(always),
+        move || agent.clone(),
+    )
+    .unwrap();
     rt.tell("phoenix", Envelope::tell("stop")).await.unwrap();
-    rt.ask("phoenix", Envelope::ask("still here"), Duration::from_secs(5)).await.unwrap();
+    rt.ask(
+        "phoenix",
+        Envelope::ask("still here"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(m.starts.load(Ordering::SeqCst), 2);
 }
 
@@ -174,7 +233,10 @@ async fn control_lane_overtakes_queued_messages() {
     let rt = Runtime::new();
     let m = Moody::default();
     let agent = m.clone();
-    rt.spawn("busy", AgentConfig::default().max_batch(1), move || agent.clone()).unwrap();
+    rt.spawn("busy", AgentConfig::default().max_batch(1), move || {
+        agent.clone()
+    })
+    .unwrap();
     for _ in 0..20 {
         rt.tell("busy", Envelope::tell("slow")).await.unwrap();
     }
@@ -187,9 +249,16 @@ async fn control_lane_overtakes_queued_messages() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(m.starts.load(Ordering::SeqCst), 2);
-    assert!(m.handled.load(Ordering::SeqCst) < 10, "restart was not stuck behind the queue");
+    assert!(
+        m.handled.load(Ordering::SeqCst) < 10,
+        "restart was not stuck behind the queue"
+    );
     settle(&rt).await;
-    assert_eq!(m.handled.load(Ordering::SeqCst), 20, "the mailbox survived the restart");
+    assert_eq!(
+        m.handled.load(Ordering::SeqCst),
+        20,
+        "the mailbox survived the restart"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +266,14 @@ async fn shutdown_drains_runs_on_stop_and_refuses_new_work() {
     let rt = Runtime::new();
     let m = Moody::default();
     let agent = m.clone();
-    rt.spawn_pool("p", 3, Strategy::RoundRobin, AgentConfig::default(), move || agent.clone()).unwrap();
+    rt.spawn_pool(
+        "p",
+        3,
+        Strategy::RoundRobin,
+        AgentConfig::default(),
+        move || agent.clone(),
+    )
+    .unwrap();
     for _ in 0..3000 {
         rt.tell("p", Envelope::tell("x")).await.unwrap();
     }
@@ -208,14 +284,20 @@ async fn shutdown_drains_runs_on_stop_and_refuses_new_work() {
     assert_eq!(m.stops.load(Ordering::SeqCst), 3);
     let err = rt.tell("p", Envelope::tell("late")).await.unwrap_err();
     assert_eq!(err.into_message().payload().as_ref(), b"late");
-    assert!(rt.spawn("new", AgentConfig::default(), Moody::default).is_err());
+    assert!(
+        rt.spawn("new", AgentConfig::default(), Moody::default)
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn shutdown_grace_expires_and_dead_letters_the_rest() {
     let rt = Runtime::new();
     let agent = Moody::default();
-    rt.spawn("slow", AgentConfig::default().max_batch(1), move || agent.clone()).unwrap();
+    rt.spawn("slow", AgentConfig::default().max_batch(1), move || {
+        agent.clone()
+    })
+    .unwrap();
     for _ in 0..50 {
         rt.tell("slow", Envelope::tell("slow")).await.unwrap();
     }
@@ -237,7 +319,8 @@ async fn a_stuck_handler_is_aborted_and_still_accounted() {
             Ok(())
         }
     }
-    rt.spawn("stuck", AgentConfig::default().max_batch(4), || Stuck).unwrap();
+    rt.spawn("stuck", AgentConfig::default().max_batch(4), || Stuck)
+        .unwrap();
     for _ in 0..10 {
         rt.tell("stuck", Envelope::tell("x")).await.unwrap();
     }
@@ -250,15 +333,19 @@ async fn a_stuck_handler_is_aborted_and_still_accounted() {
 #[tokio::test]
 async fn remove_drains_one_agent_and_keeps_the_rest() {
     let rt = Runtime::new();
-    rt.spawn("keep", AgentConfig::default(), Moody::default).unwrap();
-    rt.spawn("go", AgentConfig::default(), Moody::default).unwrap();
+    rt.spawn("keep", AgentConfig::default(), Moody::default)
+        .unwrap();
+    rt.spawn("go", AgentConfig::default(), Moody::default)
+        .unwrap();
     for _ in 0..100 {
         rt.tell("go", Envelope::tell("x")).await.unwrap();
     }
     let a = rt.remove("go", Duration::from_secs(5)).await.unwrap();
     assert_eq!(a.handled, 100);
     assert!(rt.remove("go", Duration::from_secs(1)).await.is_none());
-    rt.ask("keep", Envelope::ask("x"), Duration::from_secs(5)).await.unwrap();
+    rt.ask("keep", Envelope::ask("x"), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(rt.agent_count(), 1);
     assert!(rt.accounting().balanced());
 }
@@ -271,12 +358,23 @@ async fn accounting_balances_under_concurrency_failure_and_shutdown() {
     quiet();
     let rt = Runtime::new();
     let sup = Supervision::immediate();
-    let small = AgentConfig::default().capacity(16).max_batch(8).supervision(sup);
+    let small = AgentConfig::default()
+        .capacity(16)
+        .max_batch(8)
+        .supervision(sup);
     rt.spawn("block", small, Moody::default).unwrap();
-    rt.spawn("reject", small.overflow(Overflow::Reject), Moody::default).unwrap();
-    rt.spawn("shed", small.overflow(Overflow::DropOldest), Moody::default).unwrap();
-    rt.spawn_pool("pool", 4, Strategy::LeastLoaded, small, Moody::default).unwrap();
-    rt.spawn("never", small.supervision(Supervision::never()), Moody::default).unwrap();
+    rt.spawn("reject", small.overflow(Overflow::Reject), Moody::default)
+        .unwrap();
+    rt.spawn("shed", small.overflow(Overflow::DropOldest), Moody::default)
+        .unwrap();
+    rt.spawn_pool("pool", 4, Strategy::LeastLoaded, small, Moody::default)
+        .unwrap();
+    rt.spawn(
+        "never",
+        small.supervision(Supervision::never()),
+        Moody::default,
+    )
+    .unwrap();
     let refused = Arc::new(AtomicU64::new(0));
     let mut producers = Vec::new();
     for p in 0..6u64 {
@@ -291,9 +389,15 @@ async fn accounting_balances_under_concurrency_failure_and_shutdown() {
                     _ => "x",
                 };
                 let target = targets[((i + p) % 5) as usize];
-                let env = Envelope::tell(payload).with_ttl(Duration::from_millis(if i % 13 == 0 { 0 } else { 500 }));
+                let env = Envelope::tell(payload).with_ttl(Duration::from_millis(if i % 13 == 0 {
+                    0
+                } else {
+                    500
+                }));
                 let result = if i % 10 == 0 {
-                    rt.tell_batch(target, vec![env, Envelope::tell("x")]).await.map_err(|e| e.into_message().len())
+                    rt.tell_batch(target, vec![env, Envelope::tell("x")])
+                        .await
+                        .map_err(|e| e.into_message().len())
                 } else {
                     rt.tell(target, env).await.map_err(|_| 1)
                 };
@@ -314,7 +418,11 @@ async fn accounting_balances_under_concurrency_failure_and_shutdown() {
     let a = rt.accounting();
     assert!(a.balanced(), "{a}");
     assert!(report.accounting.balanced(), "{}", report.accounting);
-    assert_eq!(a.accepted + a.rejected, 6 * (4000 + 400), "every send was either accepted or refused: {a}");
+    assert_eq!(
+        a.accepted + a.rejected,
+        6 * (4000 + 400),
+        "every send was either accepted or refused: {a}"
+    );
     assert_eq!(a.rejected, refused.load(Ordering::Relaxed));
     assert!(a.handled > 0 && a.dead_lettered() > 0, "{a}");
 }

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use switchyard_runtime::slo::{SloReport, table_header, table_row};
 use switchyard_runtime::{
-    Accounting, Agent, AgentConfig, AgentError, Context, Envelope, Runtime, ShutdownReport, Strategy, Supervision,
+    Accounting, Agent, AgentConfig, AgentError, AgentLatencyInfo, Context, Envelope, Runtime,
+    ShutdownReport, Strategy, Supervision,
 };
 
 use crate::{Counter, Echo, FanOut};
@@ -28,7 +30,12 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> DemoOptions {
-        DemoOptions { tells: 1_000_000, asks: 100_000, publishes: 10_000, pool_messages: 200_000 }
+        DemoOptions {
+            tells: 1_000_000,
+            asks: 100_000,
+            publishes: 10_000,
+            pool_messages: 200_000,
+        }
     }
 }
 
@@ -49,6 +56,10 @@ pub struct DemoReport {
     pub pool_spread: Vec<(String, u64)>,
     /// Restarts of the flaky agent.
     pub restarts: u64,
+    /// SLO verdicts at the end of the workload.
+    pub slo: SloReport,
+    /// Runtime-side latency of the echo agent (queue, service, sojourn, ask).
+    pub echo_latency: Option<AgentLatencyInfo>,
     /// Shutdown summary.
     pub shutdown: ShutdownReport,
 }
@@ -66,7 +77,9 @@ impl Agent for Flaky {
 }
 
 /// Runs the demo on the current Tokio runtime.
-pub async fn run(opts: DemoOptions) -> Result<DemoReport, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn run(
+    opts: DemoOptions,
+) -> Result<DemoReport, Box<dyn std::error::Error + Send + Sync>> {
     let rt = Runtime::new();
     let cfg = AgentConfig::default().capacity(4096);
     rt.spawn("echo", cfg, || Echo)?;
@@ -85,7 +98,13 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Box<dyn std::error::Er
         counter.tell(Envelope::tell(Bytes::new())).await?;
     }
     let before_batch = rt.agent_accounting("counter").map_or(0, |a| a.handled);
-    let _ = rt.ask("counter", Envelope::ask(Bytes::new()), Duration::from_secs(30)).await?;
+    let _ = rt
+        .ask(
+            "counter",
+            Envelope::ask(Bytes::new()),
+            Duration::from_secs(30),
+        )
+        .await?;
     let tell_rate = opts.tells as f64 / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -93,9 +112,17 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Box<dyn std::error::Er
     while sent < opts.tells {
         let batch: Vec<Envelope> = (0..64).map(|_| Envelope::tell(Bytes::new())).collect();
         sent += 64;
-        rt.tell_batch("counter", batch).await.map_err(|e| e.to_string())?;
+        rt.tell_batch("counter", batch)
+            .await
+            .map_err(|e| e.to_string())?;
     }
-    let _ = rt.ask("counter", Envelope::ask(Bytes::new()), Duration::from_secs(30)).await?;
+    let _ = rt
+        .ask(
+            "counter",
+            Envelope::ask(Bytes::new()),
+            Duration::from_secs(30),
+        )
+        .await?;
     let batch_rate = sent as f64 / started.elapsed().as_secs_f64();
     debug_assert!(before_batch <= opts.tells + 1);
 
@@ -104,7 +131,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Box<dyn std::error::Er
     let payload = Bytes::from_static(b"ping");
     for _ in 0..opts.asks {
         let t = Instant::now();
-        rt.ask("echo", Envelope::ask(payload.clone()), Duration::from_secs(5)).await?;
+        rt.ask(
+            "echo",
+            Envelope::ask(payload.clone()),
+            Duration::from_secs(5),
+        )
+        .await?;
         hist.record(t.elapsed().as_nanos() as u64)?;
     }
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
@@ -113,7 +145,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Box<dyn std::error::Er
     // Publish: every event reaches the counter and one pool member.
     let mut published = 0;
     for i in 0..opts.publishes {
-        published += rt.publish("events", Envelope::publish(i.to_le_bytes().to_vec())).await.delivered;
+        published += rt
+            .publish("events", Envelope::publish(i.to_le_bytes().to_vec()))
+            .await
+            .delivered;
     }
 
     // Pool: round-robin over four members, plus a fan-out.
@@ -127,21 +162,40 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Box<dyn std::error::Er
         rt.tell("flaky", Envelope::tell(p)).await?;
     }
 
-    let total = rt.ask("counter", Envelope::ask(Bytes::new()), Duration::from_secs(30)).await?;
+    let total = rt
+        .ask(
+            "counter",
+            Envelope::ask(Bytes::new()),
+            Duration::from_secs(30),
+        )
+        .await?;
     let counter_total = Counter::decode(total.payload()).unwrap_or_default();
     // Let the pool and the flaky agent finish before reading their counters.
     for _ in 0..4 {
-        let _ = rt.ask("workers", Envelope::ask(Bytes::new()), Duration::from_secs(30)).await;
+        let _ = rt
+            .ask(
+                "workers",
+                Envelope::ask(Bytes::new()),
+                Duration::from_secs(30),
+            )
+            .await;
     }
-    let flaky_restarts = wait_for(&rt, "flaky", |a| a.handled + a.dead_lettered() >= 7).await.restarts;
+    let flaky_restarts = wait_for(&rt, "flaky", |a| a.handled + a.dead_lettered() >= 7)
+        .await
+        .restarts;
     let pool_spread = rt
         .agents()
         .into_iter()
         .filter(|a| a.pool.as_deref() == Some("workers"))
         .map(|a| (a.name, a.accounting.handled))
         .collect();
+    rt.roll_windows();
+    let slo = rt.slo_report();
+    let echo_latency = rt.latency("echo");
     let shutdown = rt.shutdown(Duration::from_secs(5)).await;
     Ok(DemoReport {
+        slo,
+        echo_latency,
         tell_rate,
         batch_rate,
         ask_us,
@@ -165,18 +219,52 @@ async fn wait_for(rt: &Runtime, name: &str, done: impl Fn(&Accounting) -> bool) 
 
 impl fmt::Display for DemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "tell        {:>12.0} msg/s  (one producer, one agent, unbatched)", self.tell_rate)?;
-        writeln!(f, "tell_batch  {:>12.0} msg/s  (batches of 64)", self.batch_rate)?;
+        writeln!(
+            f,
+            "tell        {:>12.0} msg/s  (one producer, one agent, unbatched)",
+            self.tell_rate
+        )?;
+        writeln!(
+            f,
+            "tell_batch  {:>12.0} msg/s  (batches of 64)",
+            self.batch_rate
+        )?;
         writeln!(
             f,
             "ask         p50 {:.2} us   p99 {:.2} us   max {:.1} us",
             self.ask_us.0, self.ask_us.1, self.ask_us.2
         )?;
         writeln!(f, "counter     total {}", self.counter_total)?;
-        writeln!(f, "publish     {} copies delivered to subscribers of \"events\"", self.published)?;
-        let spread: Vec<String> = self.pool_spread.iter().map(|(n, h)| format!("{n}: {h}")).collect();
+        writeln!(
+            f,
+            "publish     {} copies delivered to subscribers of \"events\"",
+            self.published
+        )?;
+        let spread: Vec<String> = self
+            .pool_spread
+            .iter()
+            .map(|(n, h)| format!("{n}: {h}"))
+            .collect();
         writeln!(f, "pool        {}", spread.join("  "))?;
-        writeln!(f, "supervision flaky agent restarted {} times, kept serving", self.restarts)?;
+        writeln!(
+            f,
+            "supervision flaky agent restarted {} times, kept serving",
+            self.restarts
+        )?;
+        if let Some(l) = &self.echo_latency {
+            writeln!(f, "\nlatency of agent \"echo\" measured by the runtime:")?;
+            writeln!(f, "{}", table_header())?;
+            for (label, p) in [
+                ("queue wait", &l.queue_us),
+                ("service", &l.service_us),
+                ("sojourn", &l.sojourn_us),
+                ("ask round trip", &l.ask_us),
+            ] {
+                writeln!(f, "{}", table_row(label, p))?;
+            }
+        }
+        writeln!(f, "\nSLO verdicts (sojourn time, last 10 s and 60 s):")?;
+        writeln!(f, "{}", self.slo)?;
         write!(f, "{}", self.shutdown)
     }
 }

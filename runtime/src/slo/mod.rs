@@ -192,9 +192,12 @@ pub struct SloVerdict {
 }
 
 impl SloVerdict {
+    /// `covered_s` is how much of the window the runtime has existed for
+    /// (throughput is per covered second).
     pub(crate) fn evaluate(
         subject: &str,
         window_s: u64,
+        covered_s: u64,
         targets: SloTargets,
         hist: &LatencyHistogram,
         handled: u64,
@@ -221,7 +224,7 @@ impl SloVerdict {
             status,
             latency_us,
             error_rate,
-            throughput: handled as f64 / window_s.max(1) as f64,
+            throughput: handled as f64 / covered_s.clamp(1, window_s.max(1)) as f64,
             targets,
             violations,
         }
@@ -314,9 +317,9 @@ mod tests {
             ..SloTargets::seed()
         };
         // Exactly at the target passes; 2% above fails (1% resolution).
-        let at = SloVerdict::evaluate("a", 10, t, &hist_of(&[1000; 100]), 100, 0);
+        let at = SloVerdict::evaluate("a", 10, 10, t, &hist_of(&[1000; 100]), 100, 0);
         assert_eq!(at.status, SloStatus::Pass, "{:?}", at.violations);
-        let above = SloVerdict::evaluate("a", 10, t, &hist_of(&[1020; 100]), 100, 0);
+        let above = SloVerdict::evaluate("a", 10, 10, t, &hist_of(&[1020; 100]), 100, 0);
         assert_eq!(above.status, SloStatus::Fail);
         assert!(
             above.violations[0].starts_with("p50"),
@@ -326,20 +329,20 @@ mod tests {
         // A slow tail fails p99 only.
         let mut v = vec![100; 98];
         v.extend([20_000, 20_000]);
-        let tail = SloVerdict::evaluate("a", 10, t, &hist_of(&v), 100, 0);
+        let tail = SloVerdict::evaluate("a", 10, 10, t, &hist_of(&v), 100, 0);
         assert_eq!(tail.violations.len(), 1);
         assert!(tail.violations[0].starts_with("p99"));
         // Errors: 1% passes at a 1% target, 2% fails.
         assert_eq!(
-            SloVerdict::evaluate("a", 10, t, &hist_of(&[10]), 99, 1).status,
+            SloVerdict::evaluate("a", 10, 10, t, &hist_of(&[10]), 99, 1).status,
             SloStatus::Pass
         );
         assert_eq!(
-            SloVerdict::evaluate("a", 10, t, &hist_of(&[10]), 98, 2).status,
+            SloVerdict::evaluate("a", 10, 10, t, &hist_of(&[10]), 98, 2).status,
             SloStatus::Fail
         );
         assert_eq!(
-            SloVerdict::evaluate("a", 10, t, &agent_histogram(), 0, 0).status,
+            SloVerdict::evaluate("a", 10, 10, t, &agent_histogram(), 0, 0).status,
             SloStatus::NoData
         );
     }
