@@ -19,6 +19,8 @@ use switchyard_client::{Client, ClientConfig, Message};
 use switchyard_service::Server;
 use switchyard_service::config::Config;
 
+/// The counter adds this little-endian 1.
+const ONE: &[u8] = &[1, 0, 0, 0, 0, 0, 0, 0];
 const TELLS: u64 = 4_000_000;
 const TASKS: u64 = 4;
 const CLOSED_LOOP_ASKS: u64 = 200_000;
@@ -57,8 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let c = client.clone();
             tokio::spawn(async move {
                 for _ in 0..TELLS / TASKS {
-                    c.tell("counter", Message::new(&1u64.to_le_bytes()[..]))
-                        .await?;
+                    c.tell("counter", Message::new(ONE)).await?;
                 }
                 Ok::<_, switchyard_client::ClientError>(())
             })
@@ -131,17 +132,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in tasks {
         let _ = t.await;
     }
-    let h = hist.lock().map_err(|_| "poisoned")?;
-    println!(
-        "asks: open loop {:.0}/s for {OPEN_LOOP_SECS}s: p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} ok of {total})",
-        rate,
-        h.value_at_quantile(0.5),
-        h.value_at_quantile(0.99),
-        h.value_at_quantile(0.999),
-        h.max(),
-        h.len()
-    );
-    drop(h);
+    let summary = {
+        let h = hist.lock().map_err(|_| "poisoned")?;
+        format!(
+            "asks: open loop {:.0}/s for {OPEN_LOOP_SECS}s: p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} ok of {total})",
+            rate,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+            h.len()
+        )
+    };
+    println!("{summary}");
     client.close().await;
     let _ = stop_tx.send(());
     let report = service.await?;

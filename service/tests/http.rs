@@ -6,6 +6,16 @@ use common::{TOKEN, http, start};
 
 const T: Option<&str> = Some(TOKEN);
 
+/// method, path, token, body, expected status, expected error code
+type Case = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [u8],
+    u16,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_tells_and_asks() {
     let svc = start("").await;
@@ -37,7 +47,7 @@ async fn ingress_tells_and_asks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_with_fitting_statuses() {
     let svc = start("limits = { max_http_body_bytes = 64 }").await;
-    let cases: [(&str, &str, Option<&str>, &[u8], u16, &str); 7] = [
+    let cases: [Case; 7] = [
         (
             "POST",
             "/v1/agents/nobody/messages",
