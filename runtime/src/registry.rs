@@ -50,6 +50,8 @@ impl Route {
 pub(crate) struct Registry {
     pub names: DashMap<Arc<str>, Route, RandomState>,
     pub ids: DashMap<AgentId, Arc<AgentCell>, RandomState>,
+    /// Agents with latency state, the only ones the telemetry ticker visits.
+    pub recording: DashMap<AgentId, Arc<AgentCell>, RandomState>,
     /// Topic subscribers, copied on write so publishers read a snapshot.
     pub topics: DashMap<Arc<str>, Arc<[Route]>, RandomState>,
 }

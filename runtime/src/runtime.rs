@@ -154,6 +154,7 @@ impl RuntimeBuilder {
                 trace_every,
                 started: std::time::Instant::now(),
                 global: Mutex::new(GlobalWindows::default()),
+                ticks: AtomicU64::new(0),
             }),
         };
         let weak = Arc::downgrade(&rt.inner);
@@ -183,6 +184,22 @@ pub(crate) struct Inner {
     pub trace_every: u64,
     pub started: std::time::Instant,
     pub global: Mutex<GlobalWindows>,
+    /// Telemetry ticks so far.
+    pub ticks: AtomicU64,
+}
+
+impl Inner {
+    /// Refusals not counted by any agent (unknown names): the runtime's
+    /// refusals minus those its live agents counted.
+    pub(crate) fn unowned_rejections(&self) -> u64 {
+        let owned: u64 = self
+            .registry
+            .recording
+            .iter()
+            .map(|c| c.counters.snapshot().rejected)
+            .sum();
+        self.rejected.load(Ordering::Relaxed).saturating_sub(owned)
+    }
 }
 
 /// Handle to a Switchyard runtime.
@@ -511,7 +528,9 @@ impl Runtime {
             Ok(Ok(reply)) => {
                 if let (Some(asked), Some(from)) = (asked, reply.from()) {
                     if let Some(cell) = self.inner.registry.ids.get(&from) {
-                        telemetry::with_latency(&cell.latency, |l| l.record_ask(asked.elapsed()));
+                        telemetry::with_latency(self, cell.value(), |l| {
+                            l.record_ask(asked.elapsed())
+                        });
                     }
                 }
                 Ok(reply)
@@ -734,6 +753,7 @@ impl Runtime {
 
     /// Folds an exited agent's counters into the totals and forgets it.
     pub(crate) fn retire(&self, cell: &Arc<AgentCell>) {
+        self.inner.registry.recording.remove(&cell.id);
         let mut retired = self.inner.retired.lock().unwrap_or_else(|p| p.into_inner());
         if self.inner.registry.ids.remove(&cell.id).is_some() {
             retired.add(&cell.counters.snapshot());

@@ -307,7 +307,7 @@ async fn serve<A: Agent>(
                 ctx.clear_replies();
                 if let Some(taken) = taken {
                     let done = std::time::Instant::now();
-                    crate::telemetry::with_latency(&cell.latency, |l| {
+                    crate::telemetry::with_latency(ctx.runtime(), &cell, |l| {
                         l.record_batch(buf, taken, done)
                     });
                 }

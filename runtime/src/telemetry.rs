@@ -14,7 +14,7 @@
 //! Shutdown: the ticker holds only a weak reference to the runtime and ends
 //! when the runtime is gone.
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -64,7 +64,7 @@ impl Default for TelemetryConfig {
 #[derive(Debug)]
 pub(crate) struct GlobalWindows {
     windows: [Window; 2],
-    last_handled: u64,
+    /// Refusals that belong to no agent, as of the last tick.
     last_failed: u64,
     last_status: [SloStatus; 2],
 }
@@ -73,7 +73,6 @@ impl Default for GlobalWindows {
     fn default() -> GlobalWindows {
         GlobalWindows {
             windows: WINDOWS.map(|(s, n)| Window::new(s, n)),
-            last_handled: 0,
             last_failed: 0,
             last_status: [SloStatus::NoData; 2],
         }
@@ -124,13 +123,19 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
     let inner = &rt.inner;
     let now = inner.started.elapsed().as_secs();
     let mut global: LatencyHistogram = agent_histogram();
-    for cell in inner.registry.ids.iter() {
+    let (mut dh, mut df) = (0, 0);
+    // Only agents that have recorded latency: idle ones have nothing to roll,
+    // and a million of them must not cost a walk per second.
+    for cell in inner.registry.recording.iter() {
         let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
         let Some(l) = guard.as_mut() else { continue };
         let a = cell.counters.snapshot();
-        if let Some(h) = l.tick(now, a.handled, a.dead_lettered() + a.rejected) {
-            merge(&mut global, h);
+        let (interval, h, f) = l.tick(now, a.handled, a.dead_lettered() + a.rejected);
+        if let Some(interval) = interval {
+            merge(&mut global, interval);
         }
+        dh += h;
+        df += f;
         l.reset_interval();
         if evaluate {
             let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
@@ -149,15 +154,11 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
             }
         }
     }
-    let total = rt.accounting();
-    let failed = total.dead_lettered() + total.rejected;
     let mut g = inner.global.lock().unwrap_or_else(|p| p.into_inner());
-    let (dh, df) = (
-        total.handled.saturating_sub(g.last_handled),
-        failed.saturating_sub(g.last_failed),
-    );
-    g.last_handled = total.handled;
-    g.last_failed = failed;
+    // Refusals of unknown names belong to no agent; add their delta here.
+    let unowned = inner.unowned_rejections();
+    df += unowned.saturating_sub(g.last_failed);
+    g.last_failed = unowned;
     for w in &mut g.windows {
         w.add(now, Some(&global), dh, df);
     }
@@ -182,8 +183,18 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
         }
     }
     drop(g);
-    publish_metrics(rt);
+    let ticks = inner
+        .ticks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Totals walk every agent: every tick while that is cheap, else every 30.
+    if rt.agent_count() <= FULL_METRICS_AGENTS || ticks % 30 == 0 {
+        publish_metrics(rt);
+    }
 }
+
+/// Up to this many live agents, metric totals are published every tick;
+/// beyond it every 30 ticks, because they are summed over every agent.
+pub const FULL_METRICS_AGENTS: usize = 10_000;
 
 /// Verdicts now, for every agent with latency samples and overall.
 pub(crate) fn report(rt: &Runtime) -> SloReport {
@@ -267,11 +278,21 @@ fn publish_metrics(rt: &Runtime) {
     }
 }
 
-/// Locks an agent's latency state, allocating it at first use.
+/// Locks `cell`'s latency state, allocating it (and listing the cell for
+/// the ticker) at first use.
 pub(crate) fn with_latency<R>(
-    slot: &Mutex<Option<Box<crate::slo::AgentLatency>>>,
+    rt: &Runtime,
+    cell: &Arc<crate::cell::AgentCell>,
     f: impl FnOnce(&mut crate::slo::AgentLatency) -> R,
 ) -> R {
-    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-    f(guard.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new())))
+    let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = guard.is_none();
+    let result = f(guard.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new())));
+    drop(guard);
+    // Listed after the lock is released: the ticker takes these two locks in
+    // the other order.
+    if fresh {
+        rt.inner.registry.recording.insert(cell.id, cell.clone());
+    }
+    result
 }

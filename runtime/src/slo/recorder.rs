@@ -81,8 +81,14 @@ impl AgentLatency {
 
     /// Moves the interval into the windows at time `now` (seconds), with the
     /// agent's running totals of handled and failed (dead-lettered or
-    /// refused) messages. Returns the interval (for global windows).
-    pub fn tick(&mut self, now: u64, handled: u64, failed: u64) -> Option<&LatencyHistogram> {
+    /// refused) messages. Returns the interval (for global windows) and the
+    /// handled and failed deltas since the last tick.
+    pub fn tick(
+        &mut self,
+        now: u64,
+        handled: u64,
+        failed: u64,
+    ) -> (Option<&LatencyHistogram>, u64, u64) {
         let dh = handled.saturating_sub(self.last_handled);
         let df = failed.saturating_sub(self.last_failed);
         self.last_handled = handled;
@@ -90,7 +96,7 @@ impl AgentLatency {
         for w in &mut self.windows {
             w.add(now, self.interval.as_ref(), dh, df);
         }
-        self.interval.as_ref()
+        (self.interval.as_ref(), dh, df)
     }
 
     /// Clears the interval after `tick`'s result has been used.
@@ -133,7 +139,7 @@ mod tests {
         assert!((99..=101).contains(&queue.p50), "{queue:?}");
         assert!((99..=101).contains(&service.p50), "{service:?}");
         assert!((1089..=1111).contains(&sojourn.p99), "{sojourn:?}");
-        let interval = l.tick(0, 10, 0).map(|h| h.len());
+        let interval = l.tick(0, 10, 0).0.map(|h| h.len());
         assert_eq!(interval, Some(10));
         l.reset_interval();
         assert_eq!(l.windows[0].totals(0).handled, 10);
