@@ -116,7 +116,7 @@ fn bench(c: &mut Criterion) {
     let rt = {
         let _guard = tokio.enter();
         let rt = Runtime::new();
-        rt.spawn("native", config.clone(), || Echo).expect("spawn");
+        rt.spawn("native", config, || Echo).expect("spawn");
         rt.spawn("wasm", config, kind.factory()).expect("spawn");
         rt
     };

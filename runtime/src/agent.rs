@@ -146,7 +146,7 @@ impl Context {
             return None;
         }
         self.traced += 1;
-        (self.traced % every == 0)
+        self.traced.is_multiple_of(every)
             .then(|| tracing::debug_span!("message", id = %msg.id(), kind = ?msg.kind(), agent = %self.cell.name))
     }
 

@@ -13,6 +13,11 @@
 //! through. A [`Runtime`] is a cheap handle (`Clone`); every clone sees the same
 //! agents. Create it inside a Tokio runtime: agents are Tokio tasks.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "send errors hand the message back by value (the style guide's contract); boxing would allocate on every refusal"
+)]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -526,12 +531,10 @@ impl Runtime {
         let asked = self.inner.telemetry.latency.then(std::time::Instant::now);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => {
-                if let (Some(asked), Some(from)) = (asked, reply.from()) {
-                    if let Some(cell) = self.inner.registry.ids.get(&from) {
-                        telemetry::with_latency(self, cell.value(), |l| {
-                            l.record_ask(asked.elapsed())
-                        });
-                    }
+                if let (Some(asked), Some(from)) = (asked, reply.from())
+                    && let Some(cell) = self.inner.registry.ids.get(&from)
+                {
+                    telemetry::with_latency(self, cell.value(), |l| l.record_ask(asked.elapsed()));
                 }
                 Ok(reply)
             }

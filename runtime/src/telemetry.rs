@@ -187,7 +187,7 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
         .ticks
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Totals walk every agent: every tick while that is cheap, else every 30.
-    if rt.agent_count() <= FULL_METRICS_AGENTS || ticks % 30 == 0 {
+    if rt.agent_count() <= FULL_METRICS_AGENTS || ticks.is_multiple_of(30) {
         publish_metrics(rt);
     }
 }

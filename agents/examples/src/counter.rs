@@ -44,7 +44,11 @@ impl Agent for Counter {
             0 if msg.kind() == Kind::Ask => 0,
             0 => 1,
             8 => Counter::decode(p).unwrap_or_default(),
-            n => return Err(AgentError(format!("counter expects 0 or 8 payload bytes, got {n}"))),
+            n => {
+                return Err(AgentError(format!(
+                    "counter expects 0 or 8 payload bytes, got {n}"
+                )));
+            }
         };
         self.total = self.total.wrapping_add(add);
         if msg.kind() == Kind::Ask {

@@ -32,7 +32,9 @@ impl FanOut {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        FanOut { targets: targets.into_iter().map(|s| s.as_ref().into()).collect() }
+        FanOut {
+            targets: targets.into_iter().map(|s| s.as_ref().into()).collect(),
+        }
     }
 }
 
@@ -40,7 +42,8 @@ impl Agent for FanOut {
     async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
         let mut accepted = 0u64;
         for target in self.targets.iter() {
-            let copy = Envelope::tell(msg.payload().clone()).with_conversation(msg.conversation().unwrap_or(0));
+            let copy = Envelope::tell(msg.payload().clone())
+                .with_conversation(msg.conversation().unwrap_or(0));
             if ctx.tell(target, copy).await.is_ok() {
                 accepted += 1;
             }

@@ -91,24 +91,24 @@ impl SloTargets {
             ("p99", self.p99, measured.p99),
             ("p999", self.p999, measured.p999),
         ] {
-            if let Some(t) = target {
-                if value as u128 > t.as_micros() {
-                    out.push(format!(
-                        "{name} {} > target {}",
-                        fmt_us(value),
-                        fmt_us(t.as_micros() as u64)
-                    ));
-                }
-            }
-        }
-        if let Some(max) = self.max_error_rate {
-            if error_rate > max {
+            if let Some(t) = target
+                && value as u128 > t.as_micros()
+            {
                 out.push(format!(
-                    "error rate {:.2}% > target {:.2}%",
-                    error_rate * 100.0,
-                    max * 100.0
+                    "{name} {} > target {}",
+                    fmt_us(value),
+                    fmt_us(t.as_micros() as u64)
                 ));
             }
+        }
+        if let Some(max) = self.max_error_rate
+            && error_rate > max
+        {
+            out.push(format!(
+                "error rate {:.2}% > target {:.2}%",
+                error_rate * 100.0,
+                max * 100.0
+            ));
         }
         out
     }
@@ -256,16 +256,8 @@ impl fmt::Display for SloReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<24} {:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11}  {}",
-            "subject",
-            "window",
-            "status",
-            "p50",
-            "p99",
-            "p999",
-            "errors",
-            "msg/s",
-            "targets / violations"
+            "{:<24} {:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11}  targets / violations",
+            "subject", "window", "status", "p50", "p99", "p999", "errors", "msg/s"
         )?;
         for v in &self.verdicts {
             let t = &v.targets;

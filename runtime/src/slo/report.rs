@@ -81,7 +81,7 @@ pub fn spectrum(h: &LatencyHistogram, ticks_per_half: u32) -> String {
 pub fn table_header() -> String {
     format!(
         "{:<20} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "", "count", "p50", "p90", "p99", "p99.9", "max"
+        " ", "count", "p50", "p90", "p99", "p99.9", "max"
     )
 }
 
@@ -119,11 +119,7 @@ mod tests {
             record(&mut h, Duration::from_micros(us), 1);
         }
         let text = spectrum(&h, 1);
-        let last_value_line = text
-            .lines()
-            .filter(|l| l.contains("inf"))
-            .next_back()
-            .unwrap();
+        let last_value_line = text.lines().rfind(|l| l.contains("inf")).unwrap();
         assert!(last_value_line.trim_start().starts_with("5.0"), "{text}");
         assert!(text.contains("Total count    =            5"), "{text}");
     }
