@@ -21,11 +21,8 @@ use super::histogram::{LatencyHistogram, Percentiles};
 /// ```
 pub fn spectrum(h: &LatencyHistogram, ticks_per_half: u32) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
+    // The header and column widths of HdrHistogram's (and wrk2's) output.
+    out.push_str("       Value   Percentile   TotalCount 1/(1-Percentile)\n\n");
     if !h.is_empty() {
         for v in h.iter_quantiles(ticks_per_half) {
             let q = v.quantile_iterated_to();
@@ -33,7 +30,7 @@ pub fn spectrum(h: &LatencyHistogram, ticks_per_half: u32) -> String {
             if q < 1.0 {
                 let _ = writeln!(
                     out,
-                    "{:>12.3} {:>14.6} {:>10} {:>14.2}",
+                    "{:>12.3} {:>12.6} {:>12} {:>14.2}",
                     value_ms,
                     q,
                     v.count_since_last_iteration(),
@@ -42,7 +39,7 @@ pub fn spectrum(h: &LatencyHistogram, ticks_per_half: u32) -> String {
             } else {
                 let _ = writeln!(
                     out,
-                    "{:>12.3} {:>14.6} {:>10} {:>14}",
+                    "{:>12.3} {:>12.6} {:>12} {:>14}",
                     value_ms,
                     q,
                     v.count_since_last_iteration(),

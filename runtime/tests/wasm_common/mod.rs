@@ -49,11 +49,19 @@ pub fn scripted(version: u32) -> Vec<u8> {
 }
 
 /// Writes `bytes` to a fresh file under the test temp dir and returns its path.
+///
+/// Every call gets its own file, written under a temporary name and renamed
+/// into place: tests in one binary run in parallel and must never read a file
+/// another test is still writing.
 pub fn write_temp(name: &str, bytes: &[u8]) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-tests");
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{}-{name}", std::process::id()));
-    std::fs::write(&path, bytes).expect("temp file");
+    let path = dir.join(format!("{}-{n}-{name}", std::process::id()));
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).expect("temp file");
+    std::fs::rename(&partial, &path).expect("rename temp file");
     path
 }
 
