@@ -188,7 +188,13 @@ impl Server {
         if switchyard_runtime::telemetry::prometheus().is_none() {
             tracing::warn!("GET /metrics is off: another metrics recorder is installed");
         }
-        let rt = Runtime::new();
+        // `[defaults].slo` is also the runtime's overall target; agents
+        // without their own use it too (the seed targets when it is absent).
+        let mut builder = Runtime::builder();
+        if let Some(slo) = &config.defaults.slo {
+            builder = builder.slo_default(slo.targets());
+        }
+        let rt = builder.build();
         let plans = Plans::default();
         for plan in &config.agents {
             plans

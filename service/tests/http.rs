@@ -219,3 +219,20 @@ async fn dead_letters_slo_and_metrics() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_slo_is_the_overall_target() {
+    let svc = start("[defaults]\nslo = { p99_us = 777 }").await;
+    let (status, body) = http(svc.http, "GET", "/v1/slo", T, b"").await;
+    assert_eq!(status, 200, "{body}");
+    let slo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let overall = slo["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["subject"] == "overall")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(overall["targets"]["p99"], 777, "{body}");
+    svc.stop().await;
+}
