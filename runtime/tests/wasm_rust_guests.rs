@@ -11,7 +11,7 @@ mod wasm_common;
 use std::path::Path;
 use std::sync::Arc;
 
-use switchyard_runtime::wasm::{WasmAgentKind, WasmLimits, authoring};
+use switchyard_runtime::wasm::{Capabilities, WasmAgentKind, WasmLimits, authoring};
 use switchyard_runtime::{Envelope, Runtime};
 use wasm_common::{ask, config};
 
@@ -127,4 +127,46 @@ async fn rust_guests_run_under_the_host() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("init failed"), "{err}");
+}
+
+/// Capabilities are denied by default and granted only from the limits:
+/// the clock and named environment variables (read by the host at deploy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_are_denied_unless_granted() {
+    if !authoring::target_installed() {
+        eprintln!(
+            "SKIPPED: the {} target is not installed; Rust guests not built",
+            authoring::TARGET
+        );
+        return;
+    }
+    // The host process's PATH is always set: without a grant the guest must
+    // not see it.
+    let rt = Runtime::new();
+    rt.spawn(
+        "denied",
+        config(),
+        load("caps", WasmLimits::default().config("PATH")).factory(),
+    )
+    .unwrap();
+    assert_eq!(ask(&rt, "denied", b"?").await, b"clock=no;env=none");
+
+    let path = std::env::var("PATH").expect("PATH is set for tests");
+    let granted = WasmLimits::default()
+        .config("PATH")
+        .capabilities(Capabilities::default().clock(true).env_from_host(&["PATH"]));
+    rt.spawn("granted", config(), load("caps", granted).factory())
+        .unwrap();
+    assert_eq!(
+        ask(&rt, "granted", b"?").await,
+        format!("clock=yes;env={path}").as_bytes()
+    );
+
+    // A grant of one variable does not reveal another.
+    let other = WasmLimits::default()
+        .config("PATH")
+        .capabilities(Capabilities::default().env_value("REGION", "eu-1"));
+    rt.spawn("other", config(), load("caps", other).factory())
+        .unwrap();
+    assert_eq!(ask(&rt, "other", b"?").await, b"clock=no;env=none");
 }

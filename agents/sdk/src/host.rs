@@ -38,6 +38,12 @@ pub fn now_ms() -> Option<u64> {
     raw::now()
 }
 
+/// The value of the environment variable `name`, when the agent's config
+/// grants it (read by the host at deploy); none otherwise.
+pub fn env(name: &str) -> Option<String> {
+    raw::env(name)
+}
+
 /// Reads `key` from this agent's key-value store.
 pub fn kv_get(key: &str) -> Option<Vec<u8>> {
     raw::kv_get(key)

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! ## Contract
-//! The world is `switchyard:agent/agent@0.1.0` (`wit/agent.wit`, shipped with
+//! The world is `switchyard:agent/agent@0.2.0` (`wit/agent.wit`, shipped with
 //! this crate). The host calls `init` once per instance, then hands over the
 //! queued messages in batches. An `Err` from a handler dead-letters that one
 //! message; a panic traps the instance (the message is logged first), which

@@ -76,7 +76,7 @@ impl WasmAgent {
                 memory_denied: false,
             },
             kv: self.kind.kv().agent(ctx.name(), limits.kv),
-            caps: limits.capabilities,
+            caps: limits.capabilities.clone(),
             max_outbox: limits.max_outbox,
             call: CallState::default(),
         };

@@ -4,7 +4,9 @@
 //! and never dropped; a detached ticker thread advances its epoch every
 //! [`EPOCH_TICK`] (CPU deadlines are counted in ticks). Compiled components
 //! are cached by content (FNV-1a of the bytes, confirmed by comparing the
-//! bytes), so loading the same file twice compiles it once.
+//! bytes), so loading the same file twice compiles it once; with
+//! [`crate::wasm::set_disk_cache`] compilations also survive restarts
+//! (see `cache.rs`).
 //!
 //! **Backpressure.** The cache holds at most [`MAX_CACHED_COMPONENTS`]; past
 //! that the oldest entry is dropped (kinds keep their own handle to what they
@@ -19,6 +21,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::envelope::fnv1a;
+use crate::wasm::cache;
 use crate::wasm::error::WasmError;
 use crate::wasm::limits::MAX_MEMORY_BYTES;
 
@@ -116,11 +119,22 @@ impl Shared {
         if let Some(c) = hit(&self.cache.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(c);
         }
-        // Compile outside the lock: it takes milliseconds to seconds.
-        let component = Component::new(&self.engine, bytes).map_err(|e| WasmError::Invalid {
-            path: path.to_owned(),
-            detail: format!("{e:#}"),
-        })?;
+        // Compile (or read the disk cache) outside the lock: it takes
+        // milliseconds to seconds.
+        let entry = cache::entry(&self.engine, bytes);
+        let component = match entry.as_ref().and_then(|e| cache::load(&self.engine, e)) {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes).map_err(|e| WasmError::Invalid {
+                    path: path.to_owned(),
+                    detail: format!("{e:#}"),
+                })?;
+                if let Some(entry) = &entry {
+                    cache::store(entry, &c);
+                }
+                c
+            }
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if hit(&cache).is_none() {
             if cache.len() == MAX_CACHED_COMPONENTS {
@@ -133,6 +147,19 @@ impl Shared {
             });
         }
         Ok(component)
+    }
+}
+
+/// Empties the in-memory compile cache (kinds keep the components they use).
+/// Releases memory after many reloads; the next load of a component reads
+/// the disk cache, if on, or compiles.
+pub fn forget_compiled() {
+    if let Ok(shared) = shared() {
+        shared
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 

@@ -74,6 +74,14 @@ pub enum WasmError {
         /// What is wrong and how to fix it.
         what: String,
     },
+    /// The on-disk compile cache directory is unusable.
+    #[error("WASM compile cache directory {path}: {detail}")]
+    Cache {
+        /// The directory.
+        path: String,
+        /// What went wrong and the fix.
+        detail: String,
+    },
     /// The process-wide engine could not be created.
     #[error("the WASM engine could not start: {0}")]
     Engine(String),

@@ -180,6 +180,10 @@ impl host::Host for HostState {
         u64::try_from(ms).ok()
     }
 
+    fn env(&mut self, name: String) -> Option<String> {
+        self.caps.env_var(&name).map(str::to_owned)
+    }
+
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
         self.kv().get(&key)
     }

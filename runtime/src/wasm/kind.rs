@@ -19,7 +19,7 @@ use crate::wasm::kv::KvStore;
 use crate::wasm::limits::WasmLimits;
 
 /// The world every agent component must implement.
-pub const WORLD: &str = "switchyard:agent/agent@0.1.0";
+pub const WORLD: &str = "switchyard:agent/agent@0.2.0";
 
 /// Name of the throwaway agent a component is probed as at load.
 const PROBE_AGENT: &str = "(load probe)";
@@ -133,7 +133,7 @@ fn probe(version: &Version, limits: &WasmLimits) -> Result<(), WasmError> {
                 memory_denied: false,
             },
             kv: scratch.agent(PROBE_AGENT, limits.kv),
-            caps: limits.capabilities,
+            caps: limits.capabilities.clone(),
             max_outbox: limits.max_outbox,
             call: CallState::default(),
         },

@@ -1,5 +1,6 @@
 //! Per-agent limits and capabilities of a WASM agent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::wasm::error::WasmError;
@@ -19,14 +20,78 @@ pub const DEFAULT_MAX_OUTBOX: usize = 1024;
 pub const MAX_KV_KEY: usize = 256;
 
 /// What an agent may touch besides its own memory and the `host` interface.
+/// The default grants nothing.
 ///
-/// The agent world offers no filesystem, network or environment at all, and
-/// any WASI import a component brings along is linked to a stub that traps
-/// when called: those capabilities cannot be granted yet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The agent world offers no filesystem or network at all, and any WASI
+/// import a component brings along is linked to a stub that traps when
+/// called: those capabilities cannot be granted (the service refuses such
+/// keys at config validation). The clock and named environment variables
+/// are granted through `host.now` and `host.env`.
+///
+/// ```
+/// use switchyard_runtime::wasm::Capabilities;
+/// let caps = Capabilities::default().clock(true).env_value("REGION", "eu-1");
+/// assert_eq!(caps.env_var("REGION"), Some("eu-1"));
+/// assert_eq!(caps.env_var("HOME"), None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
     /// Grants the wall clock (`host.now`); without it `now` returns none.
     pub clock: bool,
+    /// Environment variables the agent may read with `host.env`: names and
+    /// values, fixed when the capabilities are built (at deploy). Shared by
+    /// every instance of a kind.
+    pub env: Arc<[(String, String)]>,
+}
+
+impl Capabilities {
+    /// Grants (or not) the wall clock.
+    #[must_use]
+    pub fn clock(mut self, granted: bool) -> Capabilities {
+        self.clock = granted;
+        self
+    }
+
+    /// Grants the variable `name` with `value`.
+    #[must_use]
+    pub fn env_value(self, name: impl Into<String>, value: impl Into<String>) -> Capabilities {
+        let mut env: Vec<(String, String)> = self.env.iter().cloned().collect();
+        let name = name.into();
+        env.retain(|(n, _)| *n != name);
+        env.push((name, value.into()));
+        Capabilities {
+            env: env.into(),
+            ..self
+        }
+    }
+
+    /// Grants each named variable with its value in this process's
+    /// environment, read now. A variable that is not set (or not UTF-8)
+    /// is granted as absent: the agent sees none, as without the grant.
+    #[must_use]
+    pub fn env_from_host<S: AsRef<str>>(self, names: &[S]) -> Capabilities {
+        names.iter().fold(self, |caps, name| {
+            let name = name.as_ref();
+            match std::env::var(name) {
+                Ok(v) => caps.env_value(name, v),
+                Err(_) => {
+                    tracing::warn!(
+                        variable = name,
+                        "granted environment variable is not set; the agent sees none"
+                    );
+                    caps
+                }
+            }
+        })
+    }
+
+    /// The value of a granted variable.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Bounds of one agent's key-value store.

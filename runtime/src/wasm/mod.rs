@@ -1,4 +1,4 @@
-//! WASM agents: components implementing the `switchyard:agent/agent@0.1.0`
+//! WASM agents: components implementing the `switchyard:agent/agent@0.2.0`
 //! world (`agents/sdk/wit/agent.wit`), run by wasmtime next to native agents.
 //!
 //! ```text
@@ -33,6 +33,7 @@
 mod agent;
 pub mod authoring;
 mod bindings;
+mod cache;
 pub mod engine;
 mod error;
 mod host;
@@ -41,6 +42,7 @@ mod kv;
 mod limits;
 
 pub use agent::WasmAgent;
+pub use cache::{DiskCacheStats, disk_cache, disk_cache_stats, set_disk_cache};
 pub use error::{FailureKind, WasmError};
 pub use kind::{WORLD, WasmAgentKind};
 pub use kv::KvStore;
