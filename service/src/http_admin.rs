@@ -50,13 +50,32 @@ fn accounting_json(a: &Accounting) -> Value {
     })
 }
 
+/// `GET /v1/agents`: every live agent (pool members individually) with its
+/// depth, counters and latency percentiles, every pool with its members'
+/// sums and merged percentiles, and the runtime totals.
+///
+/// Latency (`queue_us`, `service_us`, `sojourn_us`, `ask_us`: count, p50,
+/// p90, p99, p999, max, mean) is cumulative since the agent started and
+/// `null` before its first message. The runtime keeps pool members'
+/// histograms under the pool's name, so member entries carry `null` and the
+/// pool entry carries the merged figures.
 async fn list(State(s): St) -> Response {
-    let agents: Vec<Value> = s
-        .rt
-        .agents()
+    let infos = s.rt.agents();
+    let mut pools: Vec<(&str, Vec<&switchyard_runtime::AgentInfo>)> = Vec::new();
+    let agents: Vec<Value> = infos
         .iter()
         .map(|a| {
+            if let Some(pool) = a.pool.as_deref() {
+                match pools.last_mut() {
+                    Some((name, members)) if *name == pool => members.push(a),
+                    _ => pools.push((pool, vec![a])),
+                }
+            }
             let plan = s.plans.get(a.pool.as_deref().unwrap_or(&a.name));
+            let latency = match a.pool {
+                Some(_) => None,
+                None => s.rt.latency(&a.name),
+            };
             json!({
                 "name": a.name,
                 "id": a.id.to_string(),
@@ -70,11 +89,28 @@ async fn list(State(s): St) -> Response {
                 }),
                 "slo": plan.and_then(|p| p.slo),
                 "stats": accounting_json(&a.accounting),
+                "latency": latency,
             })
         })
         .collect();
-    axum::Json(json!({ "agents": agents, "totals": accounting_json(&s.rt.accounting()) }))
-        .into_response()
+    let pools: Vec<Value> = pools
+        .into_iter()
+        .map(|(name, members)| {
+            json!({
+                "name": name,
+                "members": members.len(),
+                "depth": members.iter().map(|m| m.depth).sum::<usize>(),
+                "stats": s.rt.agent_accounting(name).as_ref().map(accounting_json),
+                "latency": s.rt.latency(name),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "agents": agents,
+        "pools": pools,
+        "totals": accounting_json(&s.rt.accounting()),
+    }))
+    .into_response()
 }
 
 async fn start(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

@@ -236,3 +236,71 @@ async fn default_slo_is_the_overall_target() {
     assert_eq!(overall["targets"]["p99"], 777, "{body}");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_listing_reports_stats_and_latency_percentiles() {
+    let svc = start("").await;
+    for i in 0..20u8 {
+        let (status, body) = http(svc.http, "POST", "/v1/agents/echo/ask", T, &[i]).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = http(svc.http, "POST", "/v1/agents/counter/messages", T, b"").await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Tells are handled after the 202: wait until the counter has taken all 20.
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = http(svc.http, "GET", "/v1/agents", T, b"").await;
+        assert_eq!(status, 200, "{body}");
+        v = serde_json::from_str(&body).unwrap();
+        if v["agents"][0]["stats"]["handled"] == 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let counter = &v["agents"][0];
+    assert_eq!(counter["name"], "counter", "{v}");
+    assert_eq!(counter["stats"]["handled"], 20, "{v}");
+    assert_eq!(counter["depth"], 0, "{v}");
+    assert_eq!(counter["stats"]["restarts"], 0, "{v}");
+    assert_eq!(counter["stats"]["dead_lettered"], 0, "{v}");
+    let sojourn = &counter["latency"]["sojourn_us"];
+    assert_eq!(sojourn["count"], 20, "{v}");
+    let (p50, p99, max) = (
+        sojourn["p50"].as_u64().unwrap(),
+        sojourn["p99"].as_u64().unwrap(),
+        sojourn["max"].as_u64().unwrap(),
+    );
+    assert!(1 <= p50 && p50 <= p99 && p99 <= max, "{sojourn}");
+    for key in ["queue_us", "service_us", "ask_us"] {
+        assert!(counter["latency"][key].is_object(), "{key}: {v}");
+    }
+
+    // The echo pool: members carry counters, the pool entry the merged latency.
+    let members: Vec<&serde_json::Value> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["pool"] == "echo")
+        .collect();
+    assert_eq!(members.len(), 2, "{v}");
+    let handled: u64 = members
+        .iter()
+        .map(|m| m["stats"]["handled"].as_u64().unwrap())
+        .sum();
+    assert_eq!(handled, 20, "{v}");
+    assert!(members.iter().all(|m| m["latency"].is_null()), "{v}");
+    let pool = &v["pools"][0];
+    assert_eq!(
+        (&pool["name"], &pool["members"]),
+        (&"echo".into(), &2.into()),
+        "{v}"
+    );
+    assert_eq!(pool["stats"]["handled"], 20, "{v}");
+    let sojourn = &pool["latency"]["sojourn_us"];
+    assert_eq!(sojourn["count"], 20, "{v}");
+    assert!(sojourn["p50"].as_u64() <= sojourn["p99"].as_u64(), "{v}");
+    assert!(sojourn["p99"].as_u64() <= sojourn["max"].as_u64(), "{v}");
+    // Every ask reached the runtime as an ask: the ask histogram saw all 20.
+    assert_eq!(pool["latency"]["ask_us"]["count"], 20, "{v}");
+    svc.stop().await;
+}
