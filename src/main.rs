@@ -2,6 +2,7 @@
 
 mod agent_cmd;
 mod config_cmd;
+mod load_cmd;
 mod serve;
 
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Load, burst and soak tests with SLO verdicts (exit 0 pass, 1 fail, 2 error).
+    Load(Box<load_cmd::LoadArgs>),
     /// Author WASM agents: scaffold, build, check.
     Agent {
         #[command(subcommand)]
@@ -90,6 +93,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("while starting the Tokio runtime")?;
     match cli.command {
         Command::Agent { command } => agent_cmd::run(command),
+        Command::Load(args) => rt
+            .block_on(async { tokio::spawn(load_cmd::run(*args)).await })
+            .context("the load task panicked")?,
         Command::Serve(args) => rt
             .block_on(async { tokio::spawn(serve::run(args)).await })
             .context("the service task panicked")?,
