@@ -77,12 +77,42 @@ pub struct Config {
     /// Settings every agent inherits unless it overrides them.
     #[serde(default)]
     pub defaults: AgentDefaults,
+    /// WASM host settings.
+    #[serde(default)]
+    pub wasm: WasmSection,
     /// Agents started at boot.
     #[serde(default)]
     pub agents: Vec<AgentSpec>,
     /// Where this configuration came from (set by the loader, not a key).
     #[serde(skip)]
     pub origin: String,
+}
+
+/// `[wasm]`: settings of the WASM host shared by every WASM agent.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasmSection {
+    /// Directory of the on-disk compiled-component cache; `"none"` turns it
+    /// off; absent: `$XDG_CACHE_HOME/switchyard/wasm` or
+    /// `$HOME/.cache/switchyard/wasm` (off when neither is set). The
+    /// directory must be the service's own: compiled code is loaded from it.
+    pub cache_dir: Option<String>,
+}
+
+/// `capabilities` of a WASM agent: what it may touch beyond its own memory
+/// and the host interface. Everything is denied unless granted here.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapabilitiesSpec {
+    /// Grants the wall clock (`host.now`).
+    pub clock: bool,
+    /// Environment variables the agent may read (`host.env`), by name; the
+    /// values are read from the service's environment when the agent is deployed.
+    pub env: Vec<String>,
+    /// Refused at validation: the agent world has no filesystem access.
+    pub filesystem: Option<serde::de::IgnoredAny>,
+    /// Refused at validation: the agent world has no network access.
+    pub network: Option<serde::de::IgnoredAny>,
 }
 
 /// `[listen]`.
@@ -289,6 +319,14 @@ pub struct AgentSpec {
     pub supervision: SupervisionSpec,
     /// Overrides `defaults.slo`.
     pub slo: Option<SloSpec>,
+    /// For `wasm`: cap on the guest's linear memory, MiB (default 16, at most 64).
+    pub memory_mib: Option<usize>,
+    /// For `wasm`: CPU time one message may take, ms (default 100).
+    pub cpu_per_message_ms: Option<u64>,
+    /// For `wasm`: text passed to the agent's `init`.
+    pub config: Option<String>,
+    /// For `wasm`: granted capabilities (default: none).
+    pub capabilities: Option<CapabilitiesSpec>,
 }
 
 /// Values from the command line or `SWITCHYARD_*` variables; they win over the file.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchyard_runtime::wasm::{Capabilities, MAX_MEMORY_BYTES, WasmLimits};
 use switchyard_runtime::{
     AgentConfig, MAX_POOL_SIZE, Strategy, Supervision, address::validate_name,
 };
@@ -80,6 +81,8 @@ pub struct AgentPlan {
     pub strategy: Strategy,
     /// Latency objectives.
     pub slo: Option<Slo>,
+    /// For WASM agents: memory, CPU and capability limits and the `init` text.
+    pub wasm: Option<WasmLimits>,
 }
 
 /// A validated configuration.
@@ -99,6 +102,8 @@ pub struct ResolvedConfig {
     pub defaults: AgentDefaults,
     /// Agents to start at boot.
     pub agents: Vec<AgentPlan>,
+    /// The on-disk compiled-component cache directory (`None`: off).
+    pub wasm_cache_dir: Option<PathBuf>,
 }
 
 struct Checker<'a> {
@@ -229,6 +234,7 @@ impl Config {
             grace: Duration::from_millis(self.shutdown.grace_ms),
             defaults: self.defaults.clone(),
             agents,
+            wasm_cache_dir: wasm_cache_dir(&c, self.wasm.cache_dir.as_deref())?,
         })
     }
 
@@ -260,8 +266,22 @@ pub fn resolve_agent(
             "a name without '#' (reserved for pool members)",
         ));
     }
+    let wasm_only = [
+        ("memory_mib", spec.memory_mib.is_some()),
+        ("cpu_per_message_ms", spec.cpu_per_message_ms.is_some()),
+        ("config", spec.config.is_some()),
+        ("capabilities", spec.capabilities.is_some()),
+    ];
+    let mut wasm = None;
     let source = match spec.kind.as_str() {
         "native" => {
+            if let Some((k, _)) = wasm_only.iter().find(|(_, set)| *set) {
+                return Err(c.invalid(
+                    format!("{key}.{k}"),
+                    "",
+                    format!("no {k} for kind = \"native\" ({k} is for kind = \"wasm\")"),
+                ));
+            }
             if let Some(p) = &spec.path {
                 return Err(c.invalid(
                     format!("{key}.path"),
@@ -308,6 +328,14 @@ pub fn resolve_agent(
                     "\"native\": WASM support is not built into this switchyard yet",
                 ));
             }
+            if spec.builtin.is_some() {
+                return Err(c.invalid(
+                    format!("{key}.builtin"),
+                    &spec.builtin,
+                    "no builtin for kind = \"wasm\" (builtin is for kind = \"native\")",
+                ));
+            }
+            wasm = Some(wasm_limits(&c, key, spec)?);
             SourceKind::Wasm { path }
         }
         other => return Err(c.invalid(format!("{key}.kind"), other, "\"native\" or \"wasm\"")),
@@ -351,7 +379,84 @@ pub fn resolve_agent(
         pool_size,
         strategy: spec.strategy.unwrap_or(d.strategy),
         slo,
+        wasm,
     })
+}
+
+/// The limits of a WASM agent from its entry. Capabilities are denied unless
+/// granted; filesystem and network cannot be granted at all.
+fn wasm_limits(c: &Checker<'_>, key: &str, spec: &AgentSpec) -> Result<WasmLimits, ConfigError> {
+    let mut limits = WasmLimits::default();
+    if let Some(mib) = spec.memory_mib {
+        let max = MAX_MEMORY_BYTES >> 20;
+        c.range(&format!("{key}.memory_mib"), mib, 1, max)?;
+        limits.memory_bytes = mib << 20;
+    }
+    if let Some(ms) = spec.cpu_per_message_ms {
+        c.range(&format!("{key}.cpu_per_message_ms"), ms, 1, 60_000)?;
+        limits.cpu_per_message = Duration::from_millis(ms);
+    }
+    if let Some(text) = &spec.config {
+        limits.config = text.clone();
+    }
+    if let Some(caps) = &spec.capabilities {
+        for (k, set) in [
+            ("filesystem", caps.filesystem.is_some()),
+            ("network", caps.network.is_some()),
+        ] {
+            if set {
+                return Err(c.invalid(
+                    format!("{key}.capabilities.{k}"),
+                    "",
+                    format!(
+                        "no {k} grant: WASM agents have no {k} access (the agent world offers none and \
+                         WASI imports are linked to trapping stubs); remove the key and pass data through \
+                         messages, the key-value store or capabilities.env"
+                    ),
+                ));
+            }
+        }
+        for (i, name) in caps.env.iter().enumerate() {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(c.invalid(
+                    format!("{key}.capabilities.env[{i}]"),
+                    name,
+                    "an environment variable name (not empty, no '=' or NUL)",
+                ));
+            }
+        }
+        limits.capabilities = Capabilities::default()
+            .clock(caps.clock)
+            .env_from_host(&caps.env);
+    }
+    Ok(limits)
+}
+
+/// `[wasm] cache_dir`: `"none"` is off, absent is the user's cache directory.
+fn wasm_cache_dir(c: &Checker<'_>, v: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+    match v {
+        Some("none") => Ok(None),
+        Some("") => Err(c.invalid(
+            "wasm.cache_dir",
+            "",
+            "a directory, or \"none\" to turn the compile cache off",
+        )),
+        Some(dir) => Ok(Some(PathBuf::from(dir))),
+        None => Ok(default_wasm_cache_dir()),
+    }
+}
+
+/// `$XDG_CACHE_HOME/switchyard/wasm`, else `$HOME/.cache/switchyard/wasm`.
+pub fn default_wasm_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("switchyard").join("wasm"))
 }
 
 fn agent_config(

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_runtime::{Accounting, DeadLetterReason, SpawnError};
 
+use crate::agents::{DeployError, Plans, ReloadSource};
 use crate::config::{AgentSpec, ConfigError};
 use crate::http::ApiError;
 use crate::server::Shared;
@@ -113,37 +114,164 @@ async fn list(State(s): St) -> Response {
     .into_response()
 }
 
-async fn start(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    // Any content type: `curl -d` sends form encoding by default, the body is JSON regardless.
-    let spec: AgentSpec = serde_json::from_slice(&body?).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("{e}; send an [[agents]] entry as JSON"),
-        )
-    })?;
-    if spec.kind == "wasm" && !crate::agents::WASM_SUPPORTED {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "wasm_unsupported",
-            "WASM support is not built into this switchyard yet; only built-in native kinds can be started",
-        ));
+/// The WebAssembly magic number: a body starting with it is a component upload.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// Query parameters of a component upload (`POST /v1/agents?name=...` with
+/// the component bytes as the body): the keys of an `[[agents]]` entry that
+/// fit in a query. `env` is a comma-separated list of variable names.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct UploadParams {
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_batch: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_mib: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_per_message_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env: Option<String>,
+}
+
+impl UploadParams {
+    /// The `[[agents]]` entry the upload stands for.
+    fn spec(self) -> Result<AgentSpec, ApiError> {
+        let Some(name) = self.name.clone() else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_agent",
+                "a component upload needs ?name=NAME (and optionally pool_size, capacity, max_batch, \
+                 memory_mib, cpu_per_message_ms, config, clock, env)",
+            ));
+        };
+        let mut v = json!({
+            "name": name,
+            "kind": "wasm",
+            "path": crate::agents::upload_label(&name),
+        });
+        let obj = v.as_object_mut().expect("a JSON object literal");
+        for (k, val) in [
+            ("pool_size", self.pool_size.map(|x| json!(x))),
+            ("capacity", self.capacity.map(|x| json!(x))),
+            ("max_batch", self.max_batch.map(|x| json!(x))),
+            ("memory_mib", self.memory_mib.map(|x| json!(x))),
+            (
+                "cpu_per_message_ms",
+                self.cpu_per_message_ms.map(|x| json!(x)),
+            ),
+            ("config", self.config.map(|x| json!(x))),
+        ] {
+            if let Some(val) = val {
+                obj.insert(k.to_owned(), val);
+            }
+        }
+        if self.clock.is_some() || self.env.is_some() {
+            let env: Vec<&str> = self
+                .env
+                .as_deref()
+                .map(|e| e.split(',').filter(|n| !n.is_empty()).collect())
+                .unwrap_or_default();
+            obj.insert(
+                "capabilities".to_owned(),
+                json!({ "clock": self.clock.unwrap_or(false), "env": env }),
+            );
+        }
+        serde_json::from_value(v)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_agent", e.to_string()))
     }
+}
+
+fn deploy_error(e: DeployError) -> ApiError {
+    match e {
+        DeployError::Wasm(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string())
+        }
+        DeployError::Invalid(what) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", what)
+        }
+    }
+}
+
+fn spawn_error(e: SpawnError) -> ApiError {
+    let status = match e {
+        SpawnError::Duplicate(_) => StatusCode::CONFLICT,
+        SpawnError::ShuttingDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SpawnError::Name(_) | SpawnError::Invalid { .. } => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, "spawn_failed", e.to_string())
+}
+
+/// `POST /v1/agents`: the body is one `[[agents]]` entry as JSON (a built-in,
+/// or `kind = "wasm"` with a `path` the service reads), or the bytes of a
+/// WASM component with `?name=...`. Never native code: anything that is not
+/// JSON or a component is refused. A WASM component is loaded, checked
+/// against the world and its `init` probed before anything is spawned.
+async fn start(
+    State(s): St,
+    q: Result<Query<UploadParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = q?;
+    let body = body?;
+    let upload = body.starts_with(WASM_MAGIC);
+    let spec: AgentSpec = if upload {
+        params.spec()?
+    } else {
+        if params.name.is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "?name= is for component uploads, and the body is not a WebAssembly component (no \\0asm header)",
+            ));
+        }
+        // Any content type: `curl -d` sends form encoding by default, the body is JSON regardless.
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!(
+                    "{e}; send an [[agents]] entry as JSON, or the bytes of a WASM component with ?name=NAME"
+                ),
+            )
+        })?
+    };
     let plan =
         crate::config_resolve::resolve_agent(&spec, &s.config.defaults, "body", "POST /v1/agents")
             .map_err(|e: ConfigError| {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_agent", e.to_string())
             })?;
     let name = plan.name.clone();
-    s.plans.start(&s.rt, plan).map_err(|e| {
-        let status = match e {
-            SpawnError::Duplicate(_) => StatusCode::CONFLICT,
-            SpawnError::ShuttingDown(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SpawnError::Name(_) | SpawnError::Invalid { .. } => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, "spawn_failed", e.to_string())
-    })?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "started": name }))).into_response())
+    if !matches!(plan.source, crate::config::SourceKind::Wasm { .. }) {
+        s.plans.start(&s.rt, plan).map_err(spawn_error)?;
+        return Ok((StatusCode::CREATED, axum::Json(json!({ "started": name }))).into_response());
+    }
+    if s.rt.agent_accounting(&name).is_some() {
+        return Err(spawn_error(SpawnError::Duplicate(name)));
+    }
+    // Compiling blocks for milliseconds to seconds: off the async workers.
+    let (plan, kind) = tokio::task::spawn_blocking(move || {
+        let bytes = upload.then_some(&body[..]);
+        Plans::load_wasm(&plan, bytes).map(|k| (plan, k))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(deploy_error)?;
+    let generation = kind.generation();
+    s.plans.start_wasm(&s.rt, plan, kind).map_err(spawn_error)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "started": name, "kind": "wasm", "generation": generation })),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,20 +304,77 @@ async fn remove(
     }
 }
 
-async fn reload(State(s): St, Path(name): Path<String>) -> Result<Response, ApiError> {
-    if s.rt.restart(&name) {
-        Ok((
-            StatusCode::ACCEPTED,
-            axum::Json(json!({ "restarting": name })),
-        )
-            .into_response())
-    } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_agent",
-            format!("no agent or pool named {name:?}"),
-        ))
+/// Body of a WASM hot reload naming a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadSpec {
+    path: std::path::PathBuf,
+}
+
+/// `POST /v1/agents/{name}/reload`. A WASM agent is hot-reloaded: with an
+/// empty body from the file it was deployed from, with component bytes from
+/// the body, with `{"path": "..."}` from that file; the new version is
+/// validated first (on error nothing changes), then every instance switches
+/// at its next batch, nothing queued lost. A native agent is restarted with
+/// its mailbox kept.
+async fn reload(
+    State(s): St,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    if !s.plans.is_wasm(&name) {
+        if !body.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("{name:?} is not a WASM agent: a reload restarts it and takes no body"),
+            ));
+        }
+        return if s.rt.restart(&name) {
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "restarting": name })),
+            )
+                .into_response())
+        } else {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_agent",
+                format!("no agent or pool named {name:?}"),
+            ))
+        };
     }
+    let source = if body.is_empty() {
+        ReloadSource::Same
+    } else if body.starts_with(WASM_MAGIC) {
+        ReloadSource::Bytes(body.to_vec())
+    } else {
+        let spec: ReloadSpec = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!(
+                    "{e}; send nothing (re-read the deployed file), the component bytes, or {{\"path\": \"...\"}}"
+                ),
+            )
+        })?;
+        ReloadSource::Path(spec.path)
+    };
+    let plans = s.plans.clone();
+    let who = name.clone();
+    let generation = tokio::task::spawn_blocking(move || plans.reload_wasm(&who, source))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(deploy_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_agent",
+                format!("no agent or pool named {name:?}"),
+            )
+        })?;
+    Ok(axum::Json(json!({ "reloaded": name, "generation": generation })).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -195,6 +195,7 @@ impl Server {
             builder = builder.slo_default(slo.targets());
         }
         let rt = builder.build();
+        crate::agents::configure_wasm(&config);
         let plans = Plans::default();
         for plan in &config.agents {
             plans

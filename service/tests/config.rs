@@ -63,8 +63,22 @@ fn agent_entries_are_checked() {
     assert!(e.contains("agents[0].kind") && e.contains("python"), "{e}");
     let e = err("[[agents]]\nname = \"f\"\nkind = \"native\"\nbuiltin = \"fanout\"\n");
     assert!(e.contains("agents[0].targets"), "{e}");
-    let e = err("[[agents]]\nname = \"w\"\nkind = \"wasm\"\npath = \"a.wasm\"\n");
-    assert!(e.contains("WASM support"), "{e}");
+    let e = err("[[agents]]\nname = \"w\"\nkind = \"wasm\"\n");
+    assert!(e.contains("agents[0].path"), "{e}");
+    let e =
+        err("[[agents]]\nname = \"w\"\nkind = \"native\"\nbuiltin = \"echo\"\nmemory_mib = 4\n");
+    assert!(e.contains("agents[0].memory_mib"), "{e}");
+    let e = err("[[agents]]\nname = \"w\"\nkind = \"wasm\"\npath = \"a.wasm\"\nmemory_mib = 65\n");
+    assert!(e.contains("agents[0].memory_mib"), "{e}");
+    let e = err(
+        "[[agents]]\nname = \"w\"\nkind = \"wasm\"\npath = \"a.wasm\"\ncapabilities = { network = true }\n",
+    );
+    assert!(
+        e.contains("agents[0].capabilities.network") && e.contains("no network"),
+        "{e}"
+    );
+    let e = err("[wasm]\ncache_dir = \"\"\n");
+    assert!(e.contains("wasm.cache_dir"), "{e}");
     let two = "[[agents]]\nname = \"a\"\nkind = \"native\"\nbuiltin = \"echo\"\n";
     let e = err(&format!("{two}{two}"));
     assert!(e.contains("agents[1].name"), "{e}");

@@ -149,7 +149,11 @@ async fn admin_lists_starts_reloads_and_removes_agents() {
     assert_eq!(http(svc.http, "POST", "/v1/agents", T, typo).await.0, 400);
     let wasm = br#"{"name":"w","kind":"wasm","path":"/tmp/agent.wasm"}"#;
     let (status, body) = http(svc.http, "POST", "/v1/agents", T, wasm).await;
-    assert_eq!(status, 501, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("invalid_component") && body.contains("/tmp/agent.wasm"),
+        "{body}"
+    );
     assert_eq!(
         http(svc.http, "POST", "/v1/agents/c2/messages", T, b"")
             .await
