@@ -194,11 +194,13 @@ impl Session {
                 asks: 0,
             };
             acc.push(first);
-            while acc.messages < config.max_batch {
-                match rx.try_recv() {
-                    Ok(op) => acc.push(op),
-                    Err(_) => break,
-                }
+            acc.drain(rx, config.max_batch);
+            if acc.messages < config.max_batch {
+                // Let the callers that are already runnable queue their ops too,
+                // so concurrent asks share one write instead of one syscall each.
+                // Costs one trip through the scheduler, no timer.
+                tokio::task::yield_now().await;
+                acc.drain(rx, config.max_batch);
             }
             if acc.asks == 0 && !config.linger.is_zero() && acc.messages < config.max_batch {
                 let deadline = tokio::time::Instant::now() + config.linger;
@@ -247,6 +249,16 @@ struct Accumulator<'a> {
 }
 
 impl Accumulator<'_> {
+    /// Takes what is queued now, up to `max` messages in the frame.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Op>, max: usize) {
+        while self.messages < max {
+            match rx.try_recv() {
+                Ok(op) => self.push(op),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn push(&mut self, op: Op) {
         match op {
             Op::Tell { agent, messages } => {

@@ -1,31 +1,43 @@
 //! Service throughput and latency through the pooled batching client.
 //!
 //! Question: does the TCP path (client batching + wire codec + server +
-//! runtime) reach 2 M tells/s, and what is ask latency through it?
-//! Workload: an in-process service (embedded config, ports 0) with a counter
-//! agent (capacity 65536) and echo; client and server share this machine.
-//! - tells: `TASKS` tasks each call `Client::tell` (one message per call, 8-byte
-//!   payload) `TELLS / TASKS` times; timed until the counter has *handled* all.
-//! - asks: open loop at a fixed rate (half the measured closed-loop maximum),
-//!   latency from the intended send time (no coordinated omission), HdrHistogram.
+//! runtime) reach 2 M tells/s, and is ask p99 at most 200 µs at half the
+//! maximum ask rate?
 //!
-//! Run: `cargo run --release -p switchyard-service --example service_load`
+//! Workload: a service with a counter agent (capacity 65536) and an echo
+//! agent, either in this process (embedded config, port 0, sharing the Tokio
+//! workers with the client) or a running `switchyard serve` (`--addr`).
+//! - tells: `--tasks` tasks each call `Client::tell` (one message per call,
+//!   8-byte payload); timed until the counter has *handled* all (in process) or
+//!   until every tell is written (`--addr`: the server's counter is not visible).
+//! - asks, closed loop: `--concurrency` tasks ask back to back; the rate is
+//!   the maximum, the latency is service time without queueing.
+//! - asks, open loop: a pacing thread (timer slack 1 ns, so it wakes within
+//!   tens of µs instead of Tokio's 1 ms timer tick) starts one ask task per
+//!   scheduled instant at half the closed-loop maximum (or `--rate`); latency
+//!   is measured from the *intended* start, so a late generator or a stalled
+//!   server counts against the result (no coordinated omission). HdrHistogram.
+//!
+//! Run: `cargo run --release -p switchyard-service --example service_load -- [--phase tells|asks|all]
+//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--rate N] [--secs 5] [--connections 2]`
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use switchyard_client::{Client, ClientConfig, Message};
-use switchyard_service::Server;
+use switchyard_client::{Client, ClientConfig, ClientError, Message};
+use switchyard_runtime::Runtime;
 use switchyard_service::config::Config;
+use switchyard_service::{Server, ServiceReport};
+use tokio::task::JoinHandle;
 
 /// The counter adds this little-endian 1.
 const ONE: &[u8] = &[1, 0, 0, 0, 0, 0, 0, 0];
+/// Tells sent in the throughput phase.
 const TELLS: u64 = 4_000_000;
-const TASKS: u64 = 4;
-const CLOSED_LOOP_ASKS: u64 = 200_000;
-const ASK_CONCURRENCY: u64 = 64;
-const OPEN_LOOP_SECS: u64 = 3;
+/// Asks the warm-up sends before anything is timed.
+const WARMUP_ASKS: u64 = 20_000;
 
 const CONFIG: &str = r#"
 listen = { tcp = "127.0.0.1:0", http = "" }
@@ -41,113 +53,286 @@ kind = "native"
 builtin = "echo"
 "#;
 
+struct Args {
+    phase: String,
+    addr: Option<String>,
+    token: String,
+    tasks: u64,
+    concurrency: u64,
+    rate: Option<f64>,
+    secs: f64,
+    connections: usize,
+    asks: u64,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        phase: "all".into(),
+        addr: None,
+        token: String::new(),
+        tasks: 4,
+        concurrency: 64,
+        rate: None,
+        secs: 5.0,
+        connections: 2,
+        asks: 300_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--phase" => a.phase = value,
+            "--addr" => a.addr = Some(value),
+            "--token" => a.token = value,
+            "--tasks" => a.tasks = num(&value)? as u64,
+            "--concurrency" => a.concurrency = num(&value)? as u64,
+            "--rate" => a.rate = Some(num(&value)?),
+            "--secs" => a.secs = num(&value)?,
+            "--connections" => a.connections = num(&value)? as usize,
+            "--asks" => a.asks = num(&value)? as u64,
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag}; see the //! doc of service_load.rs"
+                ));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+fn summary(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.len()
+    )
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = Server::bind(Config::parse(CONFIG, "service_load")?.validate()?).await?;
-    let addr = server.tcp_addr().ok_or("no tcp listener")?;
-    let rt = server.runtime().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
-    let client = Client::connect(ClientConfig::new(addr.to_string()).connections(2)).await?;
+    let a = args()?;
+    let mut local: Option<(
+        Runtime,
+        tokio::sync::oneshot::Sender<()>,
+        JoinHandle<ServiceReport>,
+    )> = None;
+    let addr = match &a.addr {
+        Some(addr) => addr.clone(),
+        None => {
+            let server = Server::bind(Config::parse(CONFIG, "service_load")?.validate()?).await?;
+            let addr = server.tcp_addr().ok_or("no tcp listener")?;
+            let rt = server.runtime().clone();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let service = tokio::spawn(server.run(async move {
+                let _ = stop_rx.await;
+            }));
+            local = Some((rt, stop_tx, service));
+            addr.to_string()
+        }
+    };
+    let config = ClientConfig::new(addr)
+        .token(a.token.clone())
+        .connections(a.connections);
+    let client = Client::connect(config).await?;
+    println!(
+        "service_load: {} connections, {}",
+        a.connections,
+        if local.is_some() {
+            "server in this process"
+        } else {
+            "external server"
+        }
+    );
 
-    // Tell throughput.
+    if a.phase == "all" || a.phase == "tells" {
+        tells(&client, a.tasks, local.as_ref().map(|l| &l.0)).await?;
+    }
+    if a.phase == "all" || a.phase == "asks" {
+        closed_loop(&client, WARMUP_ASKS.min(a.asks), a.concurrency).await?;
+        let (max_rate, h) = closed_loop(&client, a.asks, a.concurrency).await?;
+        println!(
+            "asks: closed loop, {} callers: {max_rate:.0} asks/s; {}",
+            a.concurrency,
+            summary(&h)
+        );
+        let rate = a.rate.unwrap_or(max_rate / 2.0);
+        if rate <= 0.0 || a.secs <= 0.0 {
+            return Err("open loop skipped: --rate and --secs must be positive".into());
+        }
+        let (h, failed) = open_loop(&client, rate, a.secs).await;
+        println!(
+            "asks: open loop at {rate:.0}/s for {}s, from the intended start: {} ({failed} failed)",
+            a.secs,
+            summary(&h)
+        );
+    }
+    client.close().await;
+    if let Some((_, stop, service)) = local {
+        let _ = stop.send(());
+        println!("{}", service.await?);
+    }
+    Ok(())
+}
+
+async fn tells(client: &Client, tasks: u64, rt: Option<&Runtime>) -> Result<(), ClientError> {
+    let before = rt
+        .and_then(|rt| rt.agent_accounting("counter"))
+        .map_or(0, |a| a.handled);
+    let frames_before = client.stats().frames_sent.load(Ordering::Relaxed);
     let started = Instant::now();
-    let senders: Vec<_> = (0..TASKS)
+    let senders: Vec<_> = (0..tasks)
         .map(|_| {
             let c = client.clone();
             tokio::spawn(async move {
-                for _ in 0..TELLS / TASKS {
+                for _ in 0..TELLS / tasks {
                     c.tell("counter", Message::new(ONE)).await?;
                 }
-                Ok::<_, switchyard_client::ClientError>(())
+                Ok::<_, ClientError>(())
             })
         })
         .collect();
     for s in senders {
-        s.await??;
+        s.await
+            .map_err(|e| ClientError::Protocol(e.to_string()))??;
     }
-    while rt.agent_accounting("counter").map_or(0, |a| a.handled) < TELLS {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    let sent = TELLS / tasks * tasks;
+    if let Some(rt) = rt {
+        while rt.agent_accounting("counter").map_or(0, |a| a.handled) < before + sent {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     let secs = started.elapsed().as_secs_f64();
+    let frames = client.stats().frames_sent.load(Ordering::Relaxed) - frames_before;
     println!(
-        "tells: {TELLS} in {secs:.2}s = {:.2} M msg/s ({} frames)",
-        TELLS as f64 / secs / 1e6,
-        client
-            .stats()
-            .frames_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
+        "tells: {sent} from {tasks} tasks in {secs:.2}s = {:.2} M msg/s ({frames} frames){}",
+        sent as f64 / secs / 1e6,
+        if rt.is_some() {
+            ", all handled"
+        } else {
+            ", all written (external server)"
+        }
     );
+    Ok(())
+}
 
-    // Closed-loop ask maximum.
+/// `total` asks from `concurrency` callers back to back: (asks/s, latency).
+async fn closed_loop(
+    client: &Client,
+    total: u64,
+    concurrency: u64,
+) -> Result<(f64, Histogram<u64>), ClientError> {
     let started = Instant::now();
-    let askers: Vec<_> = (0..ASK_CONCURRENCY)
+    let askers: Vec<_> = (0..concurrency)
         .map(|_| {
             let c = client.clone();
             tokio::spawn(async move {
-                for _ in 0..CLOSED_LOOP_ASKS / ASK_CONCURRENCY {
+                let mut h = histogram();
+                for _ in 0..total / concurrency {
+                    let t = Instant::now();
                     c.ask("echo", "x").await?;
+                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
                 }
-                Ok::<_, switchyard_client::ClientError>(())
+                Ok::<_, ClientError>(h)
             })
         })
         .collect();
+    let mut all = histogram();
     for a in askers {
-        a.await??;
+        let h = a
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        let _ = all.add(&h);
     }
-    let max_rate = CLOSED_LOOP_ASKS as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "asks: closed-loop maximum {:.0} asks/s at concurrency {ASK_CONCURRENCY}",
-        max_rate
-    );
+    Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
+}
 
-    // Open loop at half the maximum, latency from the intended send time.
-    let rate = max_rate / 2.0;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let begin = tokio::time::Instant::now();
-    let total = (rate * OPEN_LOOP_SECS as f64) as u64;
-    let mut tasks = Vec::with_capacity(1024);
-    for i in 0..total {
-        let intended = begin + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(intended).await;
-        let (c, h) = (client.clone(), hist.clone());
-        tasks.push(tokio::spawn(async move {
-            let ok = c.ask("echo", "x").await.is_ok();
-            let us = intended.elapsed().as_micros() as u64;
-            if ok {
-                let _ = h.lock().map(|mut h| h.record(us.max(1)));
+/// Asks at `rate` per second for `secs`, paced by a dedicated thread; latency
+/// from each ask's intended start. Returns the histogram and the failures.
+async fn open_loop(client: &Client, rate: f64, secs: f64) -> (Histogram<u64>, u64) {
+    let hist = Arc::new(Mutex::new(histogram()));
+    let failed = Arc::new(AtomicU64::new(0));
+    let handle = tokio::runtime::Handle::current();
+    let late = Arc::new(Mutex::new(histogram()));
+    let (c, h, f, l) = (client.clone(), hist.clone(), failed.clone(), late.clone());
+    let pacer = std::thread::spawn(move || {
+        set_timer_slack_1ns();
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let total = (rate * secs) as u64;
+        let mut tasks = Vec::with_capacity(total as usize);
+        let begin = Instant::now();
+        let mut i = 0u64;
+        let mut pacer_late = histogram();
+        while i < total {
+            let now = Instant::now();
+            while i < total {
+                let intended = begin + interval.mul_f64(i as f64);
+                if intended > now {
+                    break;
+                }
+                let _ = pacer_late.record((now.duration_since(intended).as_micros() as u64).max(1));
+                let (c, h, f, l) = (c.clone(), h.clone(), f.clone(), l.clone());
+                tasks.push(handle.spawn(async move {
+                    let late = (intended.elapsed().as_micros() as u64).max(1);
+                    let _ = l.lock().map(|mut l| l.record(late));
+                    match c.ask("echo", "x").await {
+                        Ok(_) => {
+                            let us = (intended.elapsed().as_micros() as u64).max(1);
+                            let _ = h.lock().map(|mut h| h.record(us));
+                        }
+                        Err(_) => {
+                            f.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }));
+                i += 1;
             }
-        }));
-        if tasks.len() >= 1024 {
-            for t in tasks.drain(..) {
-                let _ = t.await;
+            let next = begin + interval.mul_f64(i as f64);
+            if let Some(d) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
             }
         }
-    }
+        println!(
+            "asks: open loop, intended start to the pacer spawning it: {}",
+            summary(&pacer_late)
+        );
+        tasks
+    });
+    let tasks = tokio::task::spawn_blocking(move || pacer.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     for t in tasks {
         let _ = t.await;
     }
-    let summary = {
-        let h = hist.lock().map_err(|_| "poisoned")?;
-        format!(
-            "asks: open loop {:.0}/s for {OPEN_LOOP_SECS}s: p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} ok of {total})",
-            rate,
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max(),
-            h.len()
-        )
-    };
-    println!("{summary}");
-    client.close().await;
-    let _ = stop_tx.send(());
-    let report = service.await?;
-    println!("{report}");
-    Ok(())
+    if let Ok(l) = late.lock() {
+        println!(
+            "asks: open loop, intended start to the ask task running: {}",
+            summary(&l)
+        );
+    }
+    let h = hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    (h, failed.load(Ordering::Relaxed))
+}
+
+/// Linux rounds a thread's sleeps up by its timer slack (50 µs by default);
+/// 1 ns lets the pacer wake close to the schedule.
+fn set_timer_slack_1ns() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only affects this thread.
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!("service_load: PR_SET_TIMERSLACK failed; the pacer may wake up to 50 us late");
+    }
 }

@@ -359,6 +359,7 @@ async fn write_loop(
     let mut frames: Vec<ServerFrame> = Vec::with_capacity(4);
     'outer: while let Some(first) = rx.recv().await {
         let mut fatal = false;
+        let mut yielded = false;
         let mut next = Some(first);
         while let Some(out) = next.take() {
             match out {
@@ -377,6 +378,13 @@ async fn write_loop(
                 break;
             }
             next = rx.try_recv().ok();
+            if next.is_none() && !yielded {
+                // Let ask tasks that are already runnable queue their replies,
+                // so they share this write instead of one syscall each.
+                yielded = true;
+                tokio::task::yield_now().await;
+                next = rx.try_recv().ok();
+            }
         }
         if !responses.is_empty() {
             frames.push(ServerFrame::Responses(std::mem::take(&mut responses)));
