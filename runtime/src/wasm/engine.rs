@@ -38,6 +38,14 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 /// Memories and tables per component (module plus adapter).
 const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;
+/// Bytes of a linear memory reset in place (memset) when its slot is freed:
+/// a small guest's whole working set (the scripted echo touches one page).
+const KEEP_RESIDENT_MEMORY: usize = 64 << 10;
+/// Bytes of a table reset in place when its slot is freed.
+const KEEP_RESIDENT_TABLE: usize = 16 << 10;
+/// Slots whose remaining pages are decommitted with one batch of madvise
+/// calls, amortising the TLB shootdown.
+const DECOMMIT_BATCH: usize = 16;
 /// Guard region after each linear memory: small, since memories are capped
 /// well below 4 GiB and bounds are checked explicitly.
 const MEMORY_GUARD: u64 = 2 << 20;
@@ -75,6 +83,12 @@ fn config(pooling: bool) -> Config {
         pool.max_memories_per_component(MEMORIES_PER_COMPONENT);
         pool.max_tables_per_component(TABLES_PER_COMPONENT);
         pool.max_memory_size(MAX_MEMORY_BYTES);
+        // Reset the first pages of a freed slot with memset instead of
+        // madvise: no unmap, TLB shootdown and page faults on reuse
+        // (docs/decisions/0004-wasm-instance-reuse.md).
+        pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY);
+        pool.table_keep_resident(KEEP_RESIDENT_TABLE);
+        pool.decommit_batch_size(DECOMMIT_BATCH);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     cfg
