@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::address::AgentId;
 use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetters};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Stamp};
 use crate::error::SendError;
 use crate::mailbox::{Item, Mailbox, Overflow, Refusal};
 use crate::slo::{AgentLatency, SloTargets};
@@ -133,7 +133,7 @@ impl AgentCell {
     }
 
     /// Marks a message as delivered here, at `now` when latency is recorded.
-    fn stamp(&self, env: &mut Envelope, now: Option<std::time::Instant>) {
+    fn stamp(&self, env: &mut Envelope, now: Option<Stamp>) {
         env.to = Some(self.id);
         env.enqueued_at = now;
     }
@@ -169,7 +169,7 @@ impl AgentCell {
             self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
         }) {
             Ok(()) => {
-                self.stamp(&mut env, self.record_latency.then(std::time::Instant::now));
+                self.stamp(&mut env, self.record_latency.then(Stamp::now));
                 self.accept(1);
                 self.mailbox.push_reserved(Item::One(env));
                 Ok(())
@@ -191,7 +191,7 @@ impl AgentCell {
         match self.offer(env, dead) {
             Ok(()) => Ok(()),
             Err((Refusal::Full, message)) if self.mailbox.overflow() == Overflow::Block => {
-                let deadline = message.deadline;
+                let deadline = message.deadline();
                 let agent = self.name.clone();
                 self.wait_and_push(Item::One(message), 1, deadline, agent)
                     .await
@@ -223,7 +223,7 @@ impl AgentCell {
             self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
         }) {
             Ok(()) => {
-                let now = self.record_latency.then(std::time::Instant::now);
+                let now = self.record_latency.then(Stamp::now);
                 batch.iter_mut().for_each(|env| self.stamp(env, now));
                 self.accept(n);
                 self.mailbox.push_reserved(Item::Batch(batch));
@@ -232,7 +232,7 @@ impl AgentCell {
             Err(Refusal::Full)
                 if self.mailbox.overflow() == Overflow::Block && n <= self.mailbox.capacity() =>
             {
-                let deadline = batch.iter().filter_map(|e| e.deadline).min();
+                let deadline = batch.iter().filter_map(Envelope::deadline).min();
                 let agent = self.name.clone();
                 self.wait_and_push(Item::Batch(batch), n, deadline, agent)
                     .await
@@ -273,7 +273,7 @@ impl AgentCell {
         match reserved {
             Ok(()) => {
                 let mut item = item;
-                let now = self.record_latency.then(std::time::Instant::now);
+                let now = self.record_latency.then(Stamp::now);
                 match &mut item {
                     Item::One(env) => self.stamp(env, now),
                     Item::Batch(batch) => batch.iter_mut().for_each(|env| self.stamp(env, now)),

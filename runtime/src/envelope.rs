@@ -153,15 +153,56 @@ pub struct Envelope {
     pub(crate) to: Option<AgentId>,
     kind: Kind,
     performative: Performative,
+    /// Whether `key` holds a routing key (kept beside the other small
+    /// fields instead of in an `Option<u64>`, which would pad to 16 bytes).
+    has_key: bool,
     pub(crate) correlation: Option<MessageId>,
     conversation: Option<NonZeroU64>,
-    pub(crate) deadline: Option<Instant>,
-    key: Option<u64>,
+    /// Stored as a stamp (8 bytes, not 16); Tokio's paused test clock is a
+    /// std instant underneath, so this round-trips exactly.
+    pub(crate) deadline: Option<Stamp>,
+    key: u64,
     headers: Option<Box<Headers>>,
     payload: Bytes,
     pub(crate) reply: Option<ReplyTo>,
     /// When the message entered its mailbox (set only while latency is recorded).
-    pub(crate) enqueued_at: Option<std::time::Instant>,
+    pub(crate) enqueued_at: Option<Stamp>,
+}
+
+/// A point in time as nanoseconds since a process-wide origin: 8 bytes where
+/// an `Option<Instant>` takes 16, which keeps [`Envelope`] within 128 bytes
+/// (the size up to which moving it is a few vector stores, not a `memmove`
+/// call; see `docs/decisions/0004-envelope-size.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(NonZeroU64);
+
+impl Stamp {
+    fn origin() -> std::time::Instant {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *ORIGIN.get_or_init(std::time::Instant::now)
+    }
+
+    /// Now.
+    pub fn now() -> Stamp {
+        Stamp::at(std::time::Instant::now())
+    }
+
+    /// `at` (clamped to the origin, which is the first stamp ever taken).
+    pub fn at(at: std::time::Instant) -> Stamp {
+        let nanos = at.saturating_duration_since(Stamp::origin()).as_nanos();
+        // 2^64 ns is 584 years of uptime; the +1 keeps the niche.
+        Stamp(NonZeroU64::new(u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1).expect("+1"))
+    }
+
+    /// Nanoseconds from `earlier` to this stamp, 0 if `earlier` is later.
+    pub fn nanos_since(self, earlier: Stamp) -> u64 {
+        self.0.get().saturating_sub(earlier.0.get())
+    }
+
+    /// The instant this stamp stands for.
+    pub fn instant(self) -> std::time::Instant {
+        Stamp::origin() + std::time::Duration::from_nanos(self.0.get() - 1)
+    }
 }
 
 impl Envelope {
@@ -172,10 +213,11 @@ impl Envelope {
             to: None,
             kind,
             performative: Performative::None,
+            has_key: false,
             correlation: None,
             conversation: None,
             deadline: None,
-            key: None,
+            key: 0,
             headers: None,
             payload,
             reply: None,
@@ -211,7 +253,7 @@ impl Envelope {
     /// Sets the deadline after which the message is not handled but dead-lettered.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Envelope {
-        self.deadline = Some(deadline);
+        self.deadline = Some(Stamp::at(deadline.into_std()));
         self
     }
 
@@ -239,15 +281,15 @@ impl Envelope {
     /// reaches the same pool member. The key is hashed with FNV-1a (stable
     /// across processes and versions).
     #[must_use]
-    pub fn with_key(mut self, key: &[u8]) -> Envelope {
-        self.key = Some(fnv1a(key));
-        self
+    pub fn with_key(self, key: &[u8]) -> Envelope {
+        self.with_key_hash(fnv1a(key))
     }
 
     /// Sets an already-hashed routing key (see [`Envelope::with_key`]).
     #[must_use]
     pub fn with_key_hash(mut self, hash: u64) -> Envelope {
-        self.key = Some(hash);
+        self.key = hash;
+        self.has_key = true;
         self
     }
 
@@ -320,12 +362,12 @@ impl Envelope {
 
     /// The deadline, if one was set.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.deadline.map(|d| Instant::from_std(d.instant()))
     }
 
     /// The hashed routing key, if one was set.
     pub fn key(&self) -> Option<u64> {
-        self.key
+        self.has_key.then_some(self.key)
     }
 
     /// One header's value.
@@ -350,7 +392,8 @@ impl Envelope {
 
     /// True when the deadline has passed at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
-        self.deadline.is_some_and(|d| d <= now)
+        self.deadline
+            .is_some_and(|d| d <= Stamp::at(now.into_std()))
     }
 
     /// True when this ask still has someone waiting for its reply.
@@ -366,6 +409,7 @@ impl Envelope {
             to: self.to,
             kind: self.kind,
             performative: self.performative,
+            has_key: self.has_key,
             correlation: self.correlation,
             conversation: self.conversation,
             deadline: self.deadline,
@@ -395,6 +439,21 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelope_fits_in_128_bytes() {
+        // Above 128 bytes every move of an envelope becomes a memmove call.
+        assert!(size_of::<Envelope>() <= 128, "{}", size_of::<Envelope>());
+    }
+
+    #[test]
+    fn stamps_round_trip_to_the_nanosecond() {
+        let first = Stamp::now();
+        let later = std::time::Instant::now() + std::time::Duration::from_micros(1500);
+        let s = Stamp::at(later);
+        assert!(s > first);
+        assert_eq!(s.instant(), later);
+    }
 
     #[test]
     fn ids_are_unique_across_threads() {

@@ -3,13 +3,13 @@
 //! ```text
 //!  senders (any task)                               the agent's own task
 //!  ──────────────────                               ────────────────────
-//!  tell / tell_batch ──► permits (capacity, in messages)
-//!                          │ taken before the push; refused, waited for or
-//!                          │ made by shedding the oldest, per Overflow
+//!  tell / tell_batch ──► reserve n in `used` (atomic; capacity in messages)
+//!                          │ refused, waited for (Notify `room`) or made by
+//!                          │ shedding the oldest, per Overflow
 //!                          ▼
-//!                     flume channel of Items ──────► take_batch(buf, max_batch)
-//!                     One(env) | Batch(Vec) | Wake        │ releases permits as
-//!                                                         ▼ it takes messages
+//!                     Mutex<VecDeque<Item>> ───────► take_batch(buf, max_batch)
+//!                     One(env) | Batch(Vec) | Wake       │ one lock per batch;
+//!                     + the parked agent's waker         ▼ releases `used`
 //!                                                   agent.handle_batch(&buf)
 //! ```
 //!
@@ -18,29 +18,48 @@
 //! runtime also drains it after a task is gone, so nothing queued is lost.
 //!
 //! **Backpressure.** Capacity counts messages, not items: a `tell_batch` of 64
-//! takes 64 permits and travels as one item, so a batch costs one channel
-//! operation. The flume channel itself is unbounded *because* every push is
-//! preceded by taking permits for it; the permits are the bound. `Wake` items
-//! take no permit; only control operations push them, at most one each.
-//! When permits run out, [`Overflow`] decides: `Block` waits (bounded by the
-//! message deadline), `Reject` hands the message back, `DropOldest` sheds the
-//! oldest queued item to dead letters.
+//! reserves 64 and travels as one item, so a batch costs one lock. The queue
+//! itself has no bound *because* every push is preceded by a reservation in
+//! `used`; that counter is the bound. `Wake` items reserve nothing; only
+//! control operations push them, at most one each. When the mailbox is full,
+//! [`Overflow`] decides: `Block` waits (bounded by the message deadline),
+//! `Reject` hands the message back, `DropOldest` sheds the oldest queued item
+//! to dead letters.
+//!
+//! **Wake-ups.** A sender wakes the agent only when the agent parked on an
+//! empty queue (its waker is stored under the same lock as the queue), so a
+//! busy agent costs its senders no wake-up at all. The agent takes everything
+//! queued, up to `max_batch`, under one lock.
 //!
 //! **Ordering.** FIFO per sender. `DropOldest` removes from the front only.
 //!
-//! **Shutdown.** [`Mailbox::close`] closes the permits: every later push fails
-//! with `Closed` and hands the message back, while queued items remain for the
-//! agent to drain.
+//! **Shutdown.** [`Mailbox::close`] sets the closed bit in `used`: every later
+//! reservation fails with `Closed` and hands the message back, blocked senders
+//! are woken to see it, and queued items remain for the agent to drain.
+//!
+//! Why not flume plus a Tokio semaphore (the first design): the semaphore
+//! takes its waiter mutex on every release, flume locks once per received
+//! item and allocates a hook each time the agent parks. See
+//! `docs/decisions/0005-mailbox.md`.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
 
-use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
 
-/// Largest mailbox capacity accepted (the permit counter's limit).
-pub const MAX_CAPACITY: usize = Semaphore::MAX_PERMITS;
+/// The closed flag, kept in the top bit of the reservation counter so that
+/// reserving and seeing a close are one atomic step.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// Largest mailbox capacity accepted: room for the closed bit and for a
+/// batch reservation on top of a full mailbox without overflow.
+pub const MAX_CAPACITY: usize = 1 << 40;
 
 /// What a full mailbox does with one more message.
 #[derive(
@@ -109,24 +128,44 @@ pub(crate) enum Refusal {
     Closed,
 }
 
+/// The queue and the parked consumer's waker, under one lock.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    /// Set by the agent when it parks on an empty queue; taken by the next push.
+    parked: Option<Waker>,
+}
+
 /// One agent's bounded queue. See the module docs for the contract.
 #[derive(Debug)]
 pub(crate) struct Mailbox {
-    tx: flume::Sender<Item>,
-    rx: flume::Receiver<Item>,
-    permits: Semaphore,
+    /// Reserved messages (pushed or about to be), plus the [`CLOSED`] bit.
+    used: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// Senders waiting for room (`Block`), and how many there are, so that a
+    /// release with nobody waiting touches no waiter list.
+    room: Notify,
+    waiting: AtomicUsize,
     capacity: usize,
     overflow: Overflow,
 }
 
+/// Counts a blocked sender for as long as it waits, even if its wait is cancelled.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Mailbox {
     pub fn new(capacity: usize, overflow: Overflow) -> Mailbox {
-        // The permits bound the channel; see the module docs.
-        let (tx, rx) = flume::unbounded();
         Mailbox {
-            tx,
-            rx,
-            permits: Semaphore::new(capacity),
+            used: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::default()),
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
             capacity,
             overflow,
         }
@@ -140,97 +179,147 @@ impl Mailbox {
         self.overflow
     }
 
-    /// Messages queued (taken permits).
+    /// Messages queued (reserved, including those a sender is about to push).
     pub fn depth(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.permits.available_permits())
+        self.used.load(Ordering::Acquire) & !CLOSED
     }
 
     /// Stops admission; queued items stay.
     pub fn close(&self) {
-        self.permits.close();
+        self.used.fetch_or(CLOSED, Ordering::SeqCst);
+        self.room.notify_waiters();
     }
 
-    /// Takes `n` permits without waiting. For `DropOldest`, sheds queued items
-    /// until they fit, handing each shed message to `on_shed` *before* its
-    /// permit is returned (so a drain that waits for all permits also waits
-    /// for the shed message to be accounted).
-    pub fn try_reserve(&self, n: usize, mut on_shed: impl FnMut(Envelope)) -> Result<(), Refusal> {
-        let Ok(n32) = u32::try_from(n) else {
-            return Err(Refusal::Full);
-        };
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; recover the data regardless.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `n` if there is room and the mailbox is open.
+    fn reserve_now(&self, n: usize) -> Result<(), Refusal> {
+        let mut cur = self.used.load(Ordering::Relaxed);
         loop {
-            match self.permits.try_acquire_many(n32) {
-                Ok(permit) => {
-                    permit.forget();
-                    return Ok(());
-                }
-                Err(TryAcquireError::Closed) => return Err(Refusal::Closed),
-                Err(TryAcquireError::NoPermits) => {
-                    if self.overflow != Overflow::DropOldest || n > self.capacity {
-                        return Err(Refusal::Full);
-                    }
-                    match self.rx.try_recv() {
-                        Ok(item) => {
+            if cur & CLOSED != 0 {
+                return Err(Refusal::Closed);
+            }
+            if cur + n > self.capacity {
+                return Err(Refusal::Full);
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, cur + n, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Returns `n` reservations and wakes blocked senders, if any.
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Takes `n` reservations without waiting. For `DropOldest`, sheds queued
+    /// items until they fit, handing each shed message to `on_shed` *before*
+    /// its reservation is returned (so a drain that waits for an empty
+    /// mailbox also waits for the shed message to be accounted).
+    pub fn try_reserve(&self, n: usize, mut on_shed: impl FnMut(Envelope)) -> Result<(), Refusal> {
+        if n > self.capacity {
+            return match self.reserve_now(0) {
+                Err(Refusal::Closed) => Err(Refusal::Closed),
+                _ => Err(Refusal::Full),
+            };
+        }
+        loop {
+            match self.reserve_now(n) {
+                Err(Refusal::Full) if self.overflow == Overflow::DropOldest => {
+                    let oldest = self.lock().items.pop_front();
+                    match oldest {
+                        Some(item) => {
                             let freed = item.len();
                             match item {
                                 Item::One(env) => on_shed(env),
                                 Item::Batch(batch) => batch.into_iter().for_each(&mut on_shed),
                                 Item::Wake => {}
                             }
-                            self.permits.add_permits(freed);
+                            self.release(freed);
                         }
-                        // The agent took the items but has not returned their
-                        // permits yet; that is a few instructions away.
-                        Err(_) => std::thread::yield_now(),
+                        // The agent took the items but has not released them
+                        // yet, or a sender has reserved and not pushed; both
+                        // are a few instructions away.
+                        None => std::thread::yield_now(),
                     }
                 }
+                other => return other,
             }
         }
     }
 
-    /// Waits for `n` permits (the `Block` policy).
+    /// Waits for room for `n` (the `Block` policy).
     ///
     /// # Cancel safety
-    /// Cancel safe: a cancelled wait holds no permits.
+    /// Cancel safe: a cancelled wait holds no reservation.
     pub async fn reserve(&self, n: usize) -> Result<(), Refusal> {
-        let n32 = u32::try_from(n).map_err(|_| Refusal::Full)?;
         if n > self.capacity {
             return Err(Refusal::Full);
         }
-        match self.permits.acquire_many(n32).await {
-            Ok(permit) => {
-                permit.forget();
-                Ok(())
+        loop {
+            match self.reserve_now(n) {
+                Err(Refusal::Full) => {}
+                other => return other,
             }
-            Err(_) => Err(Refusal::Closed),
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(&self.waiting);
+            // Re-check after announcing ourselves: a release that ran before
+            // the announcement did not notify, but left room we can see now.
+            match self.reserve_now(n) {
+                Err(Refusal::Full) => {}
+                other => return other,
+            }
+            notified.await;
         }
     }
 
-    /// Pushes an item whose permits were reserved.
+    /// Pushes an item whose room was reserved, waking the agent if it is parked.
     pub fn push_reserved(&self, item: Item) {
-        // Both ends live in this struct, so the channel cannot be disconnected.
-        let _ = self.tx.send(item);
+        let parked = {
+            let mut q = self.lock();
+            q.items.push_back(item);
+            q.parked.take()
+        };
+        if let Some(waker) = parked {
+            waker.wake();
+        }
     }
 
     /// Wakes an idle consumer without adding a message.
     pub fn wake(&self) {
-        let _ = self.tx.send(Item::Wake);
+        self.push_reserved(Item::Wake);
     }
 
     /// Moves queued messages into `buf` until it holds at least `max` or the
     /// queue is empty; returns how many were moved. Never waits.
     pub fn take_batch(&self, buf: &mut Vec<Envelope>, max: usize) -> usize {
         let before = buf.len();
-        while buf.len() < max {
-            match self.rx.try_recv() {
-                Ok(item) => push_messages(buf, item),
-                Err(_) => break,
+        {
+            let mut q = self.lock();
+            while buf.len() < max {
+                match q.items.pop_front() {
+                    Some(item) => push_messages(buf, item),
+                    None => break,
+                }
             }
         }
         let taken = buf.len() - before;
         if taken > 0 {
-            self.permits.add_permits(taken);
+            self.release(taken);
         }
         taken
     }
@@ -239,18 +328,38 @@ impl Mailbox {
     /// queued into `buf` as [`Mailbox::take_batch`] does.
     ///
     /// # Cancel safety
-    /// Cancel safe: a message is only taken out of the channel inside a poll
-    /// that also puts it into `buf`.
+    /// Cancel safe: items are only taken out of the queue inside a poll that
+    /// also puts them into `buf`.
     pub async fn wait_batch(&self, buf: &mut Vec<Envelope>, max: usize) -> usize {
         let before = buf.len();
-        if let Ok(item) = self.rx.recv_async().await {
-            push_messages(buf, item);
+        std::future::poll_fn(|cx| {
+            let mut q = self.lock();
+            if q.items.is_empty() {
+                match &mut q.parked {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            q.parked = None;
+            // At least one item, even past `max`: a wake must be consumed.
+            loop {
+                match q.items.pop_front() {
+                    Some(item) => push_messages(buf, item),
+                    None => break,
+                }
+                if buf.len() >= max {
+                    break;
+                }
+            }
+            Poll::Ready(())
+        })
+        .await;
+        let taken = buf.len() - before;
+        if taken > 0 {
+            self.release(taken);
         }
-        let first = buf.len() - before;
-        if first > 0 {
-            self.permits.add_permits(first);
-        }
-        first + self.take_batch(buf, max)
+        taken
     }
 }
 
@@ -330,6 +439,56 @@ mod tests {
         let mut buf = Vec::new();
         mb.take_batch(&mut buf, 8);
         assert_eq!(waiter.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocked_senders_and_a_parking_consumer_lose_nothing() {
+        // A tiny capacity keeps senders blocking and the agent parking, so
+        // every wake-up path (room for senders, a push to a parked agent) runs.
+        const SENDERS: usize = 4;
+        const EACH: usize = 5_000;
+        let mb = std::sync::Arc::new(Mailbox::new(3, Overflow::Block));
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let mb = mb.clone();
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        mb.reserve(1).await.unwrap();
+                        mb.push_reserved(Item::One(Envelope::tell(i.to_string())));
+                    }
+                })
+            })
+            .collect();
+        let consumer = {
+            let mb = mb.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut got = 0;
+                while got < SENDERS * EACH {
+                    got += mb.wait_batch(&mut buf, 2).await;
+                    buf.clear();
+                }
+                got
+            })
+        };
+        for s in senders {
+            s.await.unwrap();
+        }
+        assert_eq!(consumer.await.unwrap(), SENDERS * EACH);
+        assert_eq!(mb.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_wakes_blocked_senders_with_closed() {
+        let mb = std::sync::Arc::new(Mailbox::new(1, Overflow::Block));
+        mb.try_reserve(1, drop).unwrap();
+        let waiter = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.reserve(1).await })
+        };
+        tokio::task::yield_now().await;
+        mb.close();
+        assert_eq!(waiter.await.unwrap(), Err(Refusal::Closed));
     }
 
     #[test]

@@ -694,7 +694,8 @@ impl Runtime {
             let Some(l) = guard.as_ref() else { continue };
             let m = merged
                 .get_or_insert_with(|| std::array::from_fn(|_| crate::slo::report_histogram()));
-            for (into, from) in m.iter_mut().zip([&l.queue, &l.service, &l.sojourn, &l.ask]) {
+            let sojourn = l.sojourn_now();
+            for (into, from) in m.iter_mut().zip([&l.queue, &l.service, &sojourn, &l.ask]) {
                 if let Some(h) = from {
                     crate::slo::merge(into, h);
                 }

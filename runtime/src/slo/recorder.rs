@@ -5,14 +5,15 @@
 //! first sample. The agent task locks it once per batch to record; the ticker
 //! locks it once per tick to roll windows. No lock is shared between agents.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[cfg(test)]
 use super::histogram::Percentiles;
-use super::histogram::{LatencyHistogram, agent_histogram, record};
+use super::histogram::{LatencyHistogram, agent_histogram, record, record_nanos};
 use super::window::Window;
 use super::{SloStatus, WINDOWS};
 use crate::envelope::Envelope;
+use crate::envelope::Stamp;
 
 fn slot(h: &mut Option<LatencyHistogram>) -> &mut LatencyHistogram {
     h.get_or_insert_with(agent_histogram)
@@ -26,6 +27,8 @@ pub(crate) struct AgentLatency {
     /// Handler time per message (batch time divided by batch size).
     pub service: Option<LatencyHistogram>,
     /// Enqueued to handled (queue wait + service): what SLOs are checked on.
+    /// Holds the samples up to the last tick; add `interval` for the rest
+    /// ([`AgentLatency::sojourn_now`]), so each sample is recorded once.
     pub sojourn: Option<LatencyHistogram>,
     /// Ask round trips as seen by askers.
     pub ask: Option<LatencyHistogram>,
@@ -53,23 +56,31 @@ impl AgentLatency {
     }
 
     /// Records a batch taken at `taken` and finished at `done`.
-    pub fn record_batch(&mut self, batch: &[Envelope], taken: Instant, done: Instant) {
+    pub fn record_batch(&mut self, batch: &[Envelope], taken: Stamp, done: Stamp) {
         let n = batch.len() as u64;
         if n == 0 {
             return;
         }
-        let service = done.saturating_duration_since(taken) / n as u32;
-        record(slot(&mut self.service), service, n);
+        record_nanos(slot(&mut self.service), done.nanos_since(taken) / n, n);
+        let (queue, interval) = (slot(&mut self.queue), slot(&mut self.interval));
         for env in batch {
             if let Some(enqueued) = env.enqueued_at {
-                record(
-                    slot(&mut self.queue),
-                    taken.saturating_duration_since(enqueued),
-                    1,
-                );
-                let sojourn = done.saturating_duration_since(enqueued);
-                record(slot(&mut self.sojourn), sojourn, 1);
-                record(slot(&mut self.interval), sojourn, 1);
+                record_nanos(queue, taken.nanos_since(enqueued), 1);
+                record_nanos(interval, done.nanos_since(enqueued), 1);
+            }
+        }
+    }
+
+    /// The cumulative sojourn histogram including the samples since the last
+    /// tick, or `None` without samples.
+    pub fn sojourn_now(&self) -> Option<LatencyHistogram> {
+        match (&self.sojourn, &self.interval) {
+            (None, None) => None,
+            (Some(h), None) | (None, Some(h)) => Some(h.clone()),
+            (Some(s), Some(i)) => {
+                let mut all = s.clone();
+                super::histogram::merge(&mut all, i);
+                Some(all)
             }
         }
     }
@@ -93,6 +104,9 @@ impl AgentLatency {
         let df = failed.saturating_sub(self.last_failed);
         self.last_handled = handled;
         self.last_failed = failed;
+        if let Some(interval) = &self.interval {
+            super::histogram::merge(slot(&mut self.sojourn), interval);
+        }
         for w in &mut self.windows {
             w.add(now, self.interval.as_ref(), dh, df);
         }
@@ -109,7 +123,8 @@ impl AgentLatency {
     /// Percentiles of the cumulative histograms: queue, service, sojourn, ask.
     #[cfg(test)]
     pub fn percentiles(&self) -> [Percentiles; 4] {
-        [&self.queue, &self.service, &self.sojourn, &self.ask]
+        let sojourn = self.sojourn_now();
+        [&self.queue, &self.service, &sojourn, &self.ask]
             .map(|h| h.as_ref().map(Percentiles::of).unwrap_or_default())
     }
 }
@@ -121,15 +136,15 @@ mod tests {
     #[test]
     fn a_batch_records_every_message() {
         let mut l = AgentLatency::new();
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let mut batch: Vec<Envelope> = (0..10).map(|_| Envelope::tell("x")).collect();
         for e in &mut batch {
-            e.enqueued_at = Some(t0);
+            e.enqueued_at = Some(Stamp::at(t0));
         }
         l.record_batch(
             &batch,
-            t0 + Duration::from_micros(100),
-            t0 + Duration::from_micros(1100),
+            Stamp::at(t0 + Duration::from_micros(100)),
+            Stamp::at(t0 + Duration::from_micros(1100)),
         );
         let [queue, service, sojourn, ask] = l.percentiles();
         assert_eq!(

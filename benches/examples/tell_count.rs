@@ -1,0 +1,60 @@
+//! Sends `N` routed tells round-robin over `AGENTS` sink agents and waits until
+//! all are handled: a fixed workload for instruction counting, which is
+//! repeatable on a busy machine where wall-clock benches are not.
+//!
+//! ```sh
+//! cargo build --release -p switchyard-benches --example tell_count
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
+//!     target/release/examples/tell_count 100 200000
+//! callgrind_annotate /tmp/cg.out | head -40
+//! ```
+//! Run it with `0` messages too and subtract, to get instructions per message.
+
+use bytes::Bytes;
+use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
+use switchyard_runtime::{AgentConfig, Envelope, Runtime};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let agents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let tokio = tokio_runtime();
+    let done = Done::new();
+    let names = names("sink", agents);
+    let handled = run_in_task(&tokio, async move {
+        let rt = Runtime::new();
+        for name in names.iter() {
+            let d = done.clone();
+            rt.spawn(name, AgentConfig::default(), move || Sink::new(d.clone()))
+                .expect("valid names");
+        }
+        let target = done.expect(n);
+        let mut sent = 0u64;
+        let mut i = 0usize;
+        while sent < n {
+            let name = &names[i % agents];
+            i += 1;
+            if batch <= 1 {
+                rt.tell(
+                    name,
+                    Envelope::tell(Bytes::from_static(b"switchyard-bench")),
+                )
+                .await
+                .expect("sinks stay up");
+                sent += 1;
+            } else {
+                let k = batch.min((n - sent) as usize);
+                let msgs = (0..k)
+                    .map(|_| Envelope::tell(Bytes::from_static(b"switchyard-bench")))
+                    .collect();
+                rt.tell_batch(name, msgs).await.expect("sinks stay up");
+                sent += k as u64;
+            }
+        }
+        done.wait(target).await;
+        rt.shutdown(std::time::Duration::from_secs(5)).await;
+        done.handled()
+    });
+    println!("handled {handled}");
+}
