@@ -73,6 +73,9 @@ pub struct LoadArgs {
     /// Embedded: most messages per agent wake-up.
     #[arg(long)]
     pub max_batch: Option<String>,
+    /// Embedded: the runtime's own latency histograms, true or false.
+    #[arg(long)]
+    pub runtime_latency: Option<String>,
     /// Message deadline and ask timeout, like 5s.
     #[arg(long)]
     pub timeout: Option<String>,
@@ -149,7 +152,7 @@ impl LoadArgs {
     /// The overrides the flags stand for, in a fixed order (`--set` last).
     pub fn overrides(&self) -> Overrides {
         let mut o = Overrides::default();
-        let flags: [(&str, &Option<String>); 32] = [
+        let flags: [(&str, &Option<String>); 33] = [
             ("target", &self.target),
             ("rate", &self.rate),
             ("duration", &self.duration),
@@ -168,6 +171,7 @@ impl LoadArgs {
             ("capacity", &self.capacity),
             ("overflow", &self.overflow),
             ("max_batch", &self.max_batch),
+            ("runtime_latency", &self.runtime_latency),
             ("timeout", &self.timeout),
             ("drain", &self.drain),
             ("token", &self.token),

@@ -311,6 +311,10 @@ pub struct Scenario {
     /// Embedded: most messages an agent takes per wake-up.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Embedded: keep the runtime's own latency histograms on (as a deployed
+    /// runtime has them) or turn them off to measure the bare data path.
+    #[serde(default = "default_runtime_latency")]
+    pub runtime_latency: bool,
     /// Message deadline (tells) and ask timeout, from the intended send time.
     #[serde(default = "default_timeout")]
     pub timeout: Span,
@@ -373,6 +377,9 @@ fn default_overflow() -> OverflowSpec {
 }
 fn default_max_batch() -> usize {
     64
+}
+fn default_runtime_latency() -> bool {
+    true
 }
 fn default_timeout() -> Span {
     Span(Duration::from_secs(5))
