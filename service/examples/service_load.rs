@@ -13,13 +13,14 @@
 //! - asks, closed loop: `--concurrency` tasks ask back to back; the rate is
 //!   the maximum, the latency is service time without queueing.
 //! - asks, open loop: a pacing thread (timer slack 1 ns, so it wakes within
-//!   tens of µs instead of Tokio's 1 ms timer tick) starts one ask task per
-//!   scheduled instant at half the closed-loop maximum (or `--rate`); latency
+//!   tens of µs instead of Tokio's 1 ms timer tick; at most one wake per
+//!   `--tick-us`) starts one ask task per scheduled instant at half the
+//!   closed-loop maximum (or `--rate`); latency
 //!   is measured from the *intended* start, so a late generator or a stalled
 //!   server counts against the result (no coordinated omission). HdrHistogram.
 //!
 //! Run: `cargo run --release -p switchyard-service --example service_load -- [--phase tells|asks|all]
-//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--rate N] [--secs 5] [--connections 2]`
+//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--tick-us 50] [--rate N] [--secs 5] [--connections 2]`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,7 @@ struct Args {
     secs: f64,
     connections: usize,
     asks: u64,
+    tick_us: u64,
 }
 
 fn args() -> Result<Args, String> {
@@ -76,6 +78,7 @@ fn args() -> Result<Args, String> {
         secs: 5.0,
         connections: 2,
         asks: 300_000,
+        tick_us: 50,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +94,7 @@ fn args() -> Result<Args, String> {
             "--secs" => a.secs = num(&value)?,
             "--connections" => a.connections = num(&value)? as usize,
             "--asks" => a.asks = num(&value)? as u64,
+            "--tick-us" => a.tick_us = num(&value)? as u64,
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; see the //! doc of service_load.rs"
@@ -168,7 +172,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if rate <= 0.0 || a.secs <= 0.0 {
             return Err("open loop skipped: --rate and --secs must be positive".into());
         }
-        let (h, failed) = open_loop(&client, rate, a.secs).await;
+        let (h, failed) = open_loop(&client, rate, a.secs, Duration::from_micros(a.tick_us)).await;
         println!(
             "asks: open loop at {rate:.0}/s for {}s, from the intended start: {} ({failed} failed)",
             a.secs,
@@ -257,7 +261,12 @@ async fn closed_loop(
 
 /// Asks at `rate` per second for `secs`, paced by a dedicated thread; latency
 /// from each ask's intended start. Returns the histogram and the failures.
-async fn open_loop(client: &Client, rate: f64, secs: f64) -> (Histogram<u64>, u64) {
+///
+/// The pacer wakes at most every `tick` (each wake is a context switch; at
+/// 70 k asks/s one per ask would cost the generator a core) and hands the
+/// asks that are due to one task, which starts one ask task each on its
+/// worker (a local spawn, no cross-thread wake per ask).
+async fn open_loop(client: &Client, rate: f64, secs: f64, tick: Duration) -> (Histogram<u64>, u64) {
     let hist = Arc::new(Mutex::new(histogram()));
     let failed = Arc::new(AtomicU64::new(0));
     let handle = tokio::runtime::Handle::current();
@@ -267,41 +276,56 @@ async fn open_loop(client: &Client, rate: f64, secs: f64) -> (Histogram<u64>, u6
         set_timer_slack_1ns();
         let interval = Duration::from_secs_f64(1.0 / rate);
         let total = (rate * secs) as u64;
-        let mut tasks = Vec::with_capacity(total as usize);
+        let mut tasks = Vec::new();
         let begin = Instant::now();
         let mut i = 0u64;
         let mut pacer_late = histogram();
         while i < total {
             let now = Instant::now();
+            let mut due = Vec::new();
             while i < total {
                 let intended = begin + interval.mul_f64(i as f64);
                 if intended > now {
                     break;
                 }
                 let _ = pacer_late.record((now.duration_since(intended).as_micros() as u64).max(1));
-                let (c, h, f, l) = (c.clone(), h.clone(), f.clone(), l.clone());
-                tasks.push(handle.spawn(async move {
-                    let late = (intended.elapsed().as_micros() as u64).max(1);
-                    let _ = l.lock().map(|mut l| l.record(late));
-                    match c.ask("echo", "x").await {
-                        Ok(_) => {
-                            let us = (intended.elapsed().as_micros() as u64).max(1);
-                            let _ = h.lock().map(|mut h| h.record(us));
-                        }
-                        Err(_) => {
-                            f.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }));
+                due.push(intended);
                 i += 1;
             }
-            let next = begin + interval.mul_f64(i as f64);
+            if !due.is_empty() {
+                let (c, h, f, l) = (c.clone(), h.clone(), f.clone(), l.clone());
+                tasks.push(handle.spawn(async move {
+                    let asks: Vec<_> = due
+                        .into_iter()
+                        .map(|intended| {
+                            let (c, h, f, l) = (c.clone(), h.clone(), f.clone(), l.clone());
+                            tokio::spawn(async move {
+                                let late = (intended.elapsed().as_micros() as u64).max(1);
+                                let _ = l.lock().map(|mut l| l.record(late));
+                                match c.ask("echo", "x").await {
+                                    Ok(_) => {
+                                        let us = (intended.elapsed().as_micros() as u64).max(1);
+                                        let _ = h.lock().map(|mut h| h.record(us));
+                                    }
+                                    Err(_) => {
+                                        f.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    for a in asks {
+                        let _ = a.await;
+                    }
+                }));
+            }
+            let next = (begin + interval.mul_f64(i as f64)).max(now + tick);
             if let Some(d) = next.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
             }
         }
         println!(
-            "asks: open loop, intended start to the pacer spawning it: {}",
+            "asks: open loop, intended start to the pacer handing it over: {}",
             summary(&pacer_late)
         );
         tasks

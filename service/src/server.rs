@@ -256,6 +256,13 @@ impl Server {
             let app = crate::http::router(shared.clone());
             let stop = shared.stop.clone();
             tokio::spawn(async move {
+                // Replies go out at once: with Nagle, a keep-alive client's next
+                // request can wait for a delayed ACK (tens of ms).
+                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an http connection");
+                    }
+                });
                 if let Err(e) = axum::serve(l, app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await
