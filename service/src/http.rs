@@ -272,3 +272,116 @@ async fn ask(
     )
         .into_response())
 }
+
+/// The HTTP listener: at most `limits.max_connections` connections at once
+/// (a budget of its own, apart from the TCP protocol's). The permit is taken
+/// before `accept`, so further clients wait in the kernel's backlog instead
+/// of costing the server memory; it is returned when the connection closes.
+/// Accepted sockets get `TCP_NODELAY`: with Nagle, a keep-alive client's next
+/// request could wait for a delayed ACK (tens of ms).
+pub(crate) struct HttpListener {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl HttpListener {
+    pub(crate) fn new(inner: tokio::net::TcpListener, max_connections: usize) -> HttpListener {
+        HttpListener {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+        }
+    }
+}
+
+/// Pause after a failed `accept` (out of file descriptors and the like).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+impl axum::serve::Listener for HttpListener {
+    type Io = Permitted;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Permitted, std::net::SocketAddr) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the HTTP connection semaphore is never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((io, addr)) => {
+                    if let Err(e) = io.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an http connection");
+                    }
+                    return (
+                        Permitted {
+                            io,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed; pausing");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted HTTP connection holding its connection permit.
+pub(crate) struct Permitted {
+    io: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Permitted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Permitted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

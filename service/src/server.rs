@@ -255,14 +255,8 @@ impl Server {
             tracing::info!(addr = ?l.local_addr().ok(), "http listening");
             let app = crate::http::router(shared.clone());
             let stop = shared.stop.clone();
+            let l = crate::http::HttpListener::new(l, shared.config.limits.max_connections);
             tokio::spawn(async move {
-                // Replies go out at once: with Nagle, a keep-alive client's next
-                // request can wait for a delayed ACK (tens of ms).
-                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an http connection");
-                    }
-                });
                 if let Err(e) = axum::serve(l, app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await

@@ -308,3 +308,35 @@ async fn agent_listing_reports_stats_and_latency_percentiles() {
     assert_eq!(pool["latency"]["ask_us"]["count"], 20, "{v}");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_beyond_the_limit_wait_until_one_closes() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let svc = start("limits = { max_connections = 1 }").await;
+    // An idle keep-alive connection holds the only permit.
+    let holder = tokio::net::TcpStream::connect(svc.http).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut waiting = tokio::net::TcpStream::connect(svc.http).await.unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        waiting.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(early.is_err(), "served beyond the limit: {buf:?}");
+    drop(holder);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        waiting.read_to_end(&mut buf),
+    )
+    .await
+    .expect("served once the first connection closed")
+    .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    svc.stop().await;
+}
