@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use switchyard_runtime::slo::{Percentiles, merge, record, report_histogram};
+
 use crate::scenario::{Scenario, Workload};
 use crate::tally::Tally;
 use crate::target::{Outgoing, Sender};
@@ -183,12 +185,15 @@ pub fn is_ask(s: &Scenario, i: u64) -> bool {
 }
 
 /// What the generators did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Generated {
     /// Messages the schedule held (closed loop: those sent).
     pub scheduled: u64,
     /// Messages sent.
     pub sent: u64,
+    /// Open loop: how late each message went out (actual - intended send
+    /// time), us. Separates the generator's share of latency from the target's.
+    pub lag: Percentiles,
 }
 
 /// Runs the open-loop schedule on `s.generators` pacing threads until it
@@ -222,6 +227,7 @@ pub async fn open_loop(
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut i = k;
             let mut batch: Vec<Outgoing> = Vec::with_capacity(256);
+            let mut lag = report_histogram();
             let total = schedule.total();
             while i < total {
                 let now = Instant::now();
@@ -238,6 +244,9 @@ pub async fn open_loop(
                 }
                 if let Some(first) = batch.first() {
                     tally.note_lag(first.intended, now);
+                    for m in &batch {
+                        record(&mut lag, now.saturating_duration_since(m.intended), 1);
+                    }
                     let n = batch.len() as u64;
                     handle.block_on(sender.send_many(&mut batch));
                     sent.fetch_add(n, Ordering::Relaxed);
@@ -252,14 +261,19 @@ pub async fn open_loop(
                     std::thread::sleep((next - now).min(stop.saturating_duration_since(now)));
                 }
             }
+            lag
         }));
     }
+    let mut lag = report_histogram();
     for t in tasks {
-        let _ = t.await;
+        if let Ok(h) = t.await {
+            merge(&mut lag, &h);
+        }
     }
     Generated {
         scheduled: schedule.total(),
         sent: sent.load(Ordering::Relaxed),
+        lag: Percentiles::of(&lag),
     }
 }
 
@@ -290,6 +304,7 @@ pub async fn closed_loop(s: &Scenario, sender: Sender, start: Instant) -> Genera
     Generated {
         scheduled: n,
         sent: n,
+        lag: Percentiles::default(),
     }
 }
 

@@ -144,6 +144,8 @@ fn build(
         scheduled: generated.scheduled,
         unsent,
         max_lag_us: Tally::get(&tally.max_lag_ns) / 1000,
+        lag_p50_us: generated.lag.p50,
+        lag_p99_us: generated.lag.p99,
         kept_up: (unsent as f64) <= generated.scheduled as f64 * MAX_UNSENT_SHARE,
     };
     let resources = resources(s, &sampler);

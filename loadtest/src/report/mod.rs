@@ -79,6 +79,11 @@ pub struct GeneratorStats {
     pub unsent: u64,
     /// Largest delay between a message's intended and actual send time, us.
     pub max_lag_us: u64,
+    /// Median of that delay, us (open loop).
+    pub lag_p50_us: u64,
+    /// 99th percentile of that delay, us (open loop): the generator's share
+    /// of the latency percentiles.
+    pub lag_p99_us: u64,
     /// `unsent` is at most 1% of `scheduled`.
     pub kept_up: bool,
 }

@@ -39,10 +39,12 @@ pub fn text(r: &Report) -> String {
     let g = &r.generator;
     let _ = writeln!(
         o,
-        "generator ({} loop): scheduled {}, unsent {}, max lag {}{}",
+        "generator ({} loop): scheduled {}, unsent {}, send lag p50 {} p99 {} max {}{}",
         g.mode,
         g.scheduled,
         g.unsent,
+        fmt_us(g.lag_p50_us),
+        fmt_us(g.lag_p99_us),
         fmt_us(g.max_lag_us),
         if g.kept_up { "" } else { "  ← FELL BEHIND" }
     );
