@@ -223,6 +223,7 @@ async fn tell(
     match tokio::time::timeout(wait, s.rt.tell(&name, envelope(body, &p, false))).await {
         Ok(r) => r?,
         Err(_) => {
+            s.stats.refused_wait_timeout.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "mailbox_full",

@@ -73,6 +73,13 @@ pub struct ServiceStats {
     pub protocol_errors: AtomicU64,
     /// Connections closed because the client did not read its replies.
     pub slow_consumers: AtomicU64,
+    /// Tell messages received but never offered to the runtime because the
+    /// service began to drain while they waited for mailbox room (TCP
+    /// `TellFailed{ShuttingDown}`). The runtime's refusals are in its own accounting.
+    pub refused_shutting_down: AtomicU64,
+    /// HTTP tells that waited `limits.ask_timeout_ms` for room in a full
+    /// `block` mailbox and were answered 503 `mailbox_full`.
+    pub refused_wait_timeout: AtomicU64,
 }
 
 /// State shared by listeners, connections and handlers.
@@ -102,6 +109,11 @@ pub struct ServiceReport {
     pub http_requests: u64,
     /// Connections closed for protocol errors, bad tokens and slow reading.
     pub closed_for_errors: u64,
+    /// Messages received but not offered to the runtime, by reason: the
+    /// service was draining (TCP tells waiting for room).
+    pub refused_shutting_down: u64,
+    /// ... a full `block` mailbox stayed full for the HTTP wait limit.
+    pub refused_wait_timeout: u64,
     /// Tasks still running at the grace deadline (cancelled).
     pub cancelled_tasks: usize,
 }
@@ -124,6 +136,11 @@ impl std::fmt::Display for ServiceReport {
             a.rejected
         )?;
         writeln!(f, "  balanced       {}", a.balanced())?;
+        writeln!(
+            f,
+            "  not accepted by the service (sender told): {} shutting_down, {} mailbox_full_timeout",
+            self.refused_shutting_down, self.refused_wait_timeout
+        )?;
         write!(
             f,
             "  tcp: {} connections, {} tells, {} asks, {} closed for errors; http: {} requests",
@@ -302,6 +319,8 @@ impl Server {
             closed_for_errors: load(&s.protocol_errors)
                 + load(&s.auth_failures)
                 + load(&s.slow_consumers),
+            refused_shutting_down: load(&s.refused_shutting_down),
+            refused_wait_timeout: load(&s.refused_wait_timeout),
             cancelled_tasks,
         }
     }

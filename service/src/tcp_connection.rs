@@ -248,6 +248,7 @@ impl Conn {
                 _ = self.dead.cancelled() => return false,
                 _ = self.shared.stop.cancelled() => {
                     // Waiting for mailbox room ends with the service; the chunk was not accepted.
+                    stats.refused_shutting_down.fetch_add((n + iter.len()) as u64, Ordering::Relaxed);
                     let count = u32::try_from(n + iter.len()).unwrap_or(u32::MAX);
                     let message = "the server is shutting down; these messages were not accepted".to_owned();
                     let failed = Response::TellFailed { agent, count, code: ErrorCode::ShuttingDown, message };

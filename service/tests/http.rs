@@ -340,3 +340,65 @@ async fn http_connections_beyond_the_limit_wait_until_one_closes() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     svc.stop().await;
 }
+
+/// Sleeps on every message, so its one-slot mailbox stays full.
+struct Slow;
+
+impl switchyard_runtime::Agent for Slow {
+    async fn handle(
+        &mut self,
+        _ctx: &mut switchyard_runtime::Context,
+        _msg: &switchyard_runtime::Envelope,
+    ) -> Result<(), switchyard_runtime::AgentError> {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_that_waits_too_long_for_room_is_counted_in_the_report() {
+    let text = r#"
+listen = { tcp = "", http = "127.0.0.1:0" }
+limits = { ask_timeout_ms = 100 }
+shutdown = { grace_ms = 5000 }
+"#;
+    let config = switchyard_service::config::Config::parse(text, "test.toml")
+        .unwrap()
+        .validate()
+        .unwrap();
+    let server = switchyard_service::Server::bind(config).await.unwrap();
+    let cfg = switchyard_runtime::AgentConfig::default()
+        .capacity(1)
+        .overflow(switchyard_runtime::Overflow::Block);
+    server.runtime().spawn("slow", cfg, || Slow).unwrap();
+    let addr = server.http_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    // The first is being handled, the second fills the mailbox, the third waits 100 ms.
+    assert_eq!(
+        http(addr, "POST", "/v1/agents/slow/messages", None, b"1")
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        http(addr, "POST", "/v1/agents/slow/messages", None, b"2")
+            .await
+            .0,
+        202
+    );
+    let (status, body) = http(addr, "POST", "/v1/agents/slow/messages", None, b"3").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("mailbox_full"), "{body}");
+    let _ = tx.send(());
+    let report = task.await.unwrap();
+    assert_eq!(report.refused_wait_timeout, 1, "{report}");
+    assert_eq!(report.shutdown.accounting.accepted, 2, "{report}");
+    assert!(report.shutdown.accounting.balanced(), "{report}");
+    assert!(
+        report.to_string().contains("1 mailbox_full_timeout"),
+        "{report}"
+    );
+}
