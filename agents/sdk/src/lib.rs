@@ -166,6 +166,13 @@ macro_rules! export_agent {
                         }
                     })
                 }
+                fn handle_packed(
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<(), (u32, $crate::__private::AgentError)> {
+                    let batch = $crate::__private::unpack(&batch)
+                        .map_err(|e| (0, $crate::__private::wire_error(e)))?;
+                    <Export as $crate::bindings::Guest>::handle_batch(batch)
+                }
             }
     $crate::bindings::__export_agent_world!(Export with_types_in $crate::bindings);
         };
@@ -184,6 +191,48 @@ pub mod __private {
         AgentError {
             message: "handle called before init".to_owned(),
         }
+    }
+
+    /// Decodes a packed batch (layout in `wit/agent.wit`, `handle-packed`).
+    pub fn unpack(buf: &[u8]) -> Result<Vec<crate::Envelope>, crate::Error> {
+        use crate::Kind;
+        const HEADER: usize = 40;
+        let bad = || crate::Error::new("malformed packed batch from the host");
+        let u64_at = |b: &[u8], at: usize| -> u64 {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(a)
+        };
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        while off < buf.len() {
+            let h = buf.get(off..off + HEADER).ok_or_else(bad)?;
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&h[32..36]);
+            let n = u32::from_le_bytes(len) as usize;
+            let kind = match h[36] {
+                0 => Kind::Tell,
+                1 => Kind::Ask,
+                2 => Kind::Reply,
+                3 => Kind::Publish,
+                _ => return Err(bad()),
+            };
+            let flags = h[37];
+            let payload = buf
+                .get(off + HEADER..off + HEADER + n)
+                .ok_or_else(bad)?
+                .to_vec();
+            out.push(crate::Envelope {
+                id: u64_at(h, 0),
+                kind,
+                from: (flags & 1 != 0).then(|| u64_at(h, 8)),
+                correlation: (flags & 2 != 0).then(|| u64_at(h, 16)),
+                key: (flags & 4 != 0).then(|| u64_at(h, 24)),
+                payload,
+            });
+            off += (HEADER + n + 7) & !7;
+        }
+        Ok(out)
     }
 
     /// Panics abort the instance (a trap); log the message first, through the

@@ -3,7 +3,8 @@
 //! ```text
 //!  on_start ─► Store (limits) ─► instantiate (InstancePre) ─► init(config)
 //!  handle_batch ─► generation changed? re-instantiate ─► deadline = n × cpu
-//!     ─► guest handle-batch(list<envelope>) ─► flush replies, publishes, asks
+//!     ─► pack the batch into one reused buffer ─► guest handle-packed(list<u8>)
+//!     ─► flush replies, publishes, asks
 //!     trap ─► classify ─► drop the instance ─► Err: the supervisor
 //!             dead-letters the message at the progress index and restarts
 //! ```
@@ -25,7 +26,6 @@ use crate::agent::{Agent, Context};
 use crate::envelope::{Envelope, Kind};
 use crate::error::AgentError;
 use crate::wasm::bindings::Agent as AgentWorld;
-use crate::wasm::bindings::switchyard::agent::types::{Envelope as WireEnvelope, Kind as WireKind};
 use crate::wasm::engine::deadline_ticks;
 use crate::wasm::error::{FailureKind, classify};
 use crate::wasm::host::{CallState, HostState, Limiter};
@@ -36,6 +36,44 @@ struct Live {
     store: Store<HostState>,
     world: AgentWorld,
     generation: u64,
+    /// The packed batch, reused across calls (no allocation per batch once
+    /// it has grown to the working size).
+    packed: Vec<u8>,
+}
+
+/// Bytes of a packed envelope header (layout in `agents/sdk/wit/agent.wit`).
+const PACKED_HEADER: usize = 40;
+/// A packed buffer larger than this is not kept between batches.
+const MAX_KEPT_PACKED: usize = 1 << 20;
+
+fn kind_code(kind: Kind) -> u8 {
+    match kind {
+        Kind::Tell => 0,
+        Kind::Ask => 1,
+        Kind::Reply => 2,
+        Kind::Publish => 3,
+    }
+}
+
+/// Appends `env` to a packed batch.
+fn pack(buf: &mut Vec<u8>, env: &Envelope) {
+    let from = env.from().map(|a| a.get());
+    let correlation = env.correlation().map(|m| m.get());
+    let key = env.key();
+    let payload = env.payload();
+    let flags = u8::from(from.is_some())
+        | u8::from(correlation.is_some()) << 1
+        | u8::from(key.is_some()) << 2;
+    buf.extend_from_slice(&env.id().get().to_le_bytes());
+    buf.extend_from_slice(&from.unwrap_or(0).to_le_bytes());
+    buf.extend_from_slice(&correlation.unwrap_or(0).to_le_bytes());
+    buf.extend_from_slice(&key.unwrap_or(0).to_le_bytes());
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&[kind_code(env.kind()), flags, 0, 0]);
+    buf.extend_from_slice(&payload[..len as usize]);
+    let padded = (PACKED_HEADER + len as usize + 7) & !7;
+    buf.resize(buf.len() + padded - PACKED_HEADER - len as usize, 0);
 }
 
 /// A Switchyard agent backed by a WASM component instance.
@@ -46,15 +84,6 @@ pub struct WasmAgent {
 
 fn failure(kind: FailureKind, detail: &str) -> AgentError {
     AgentError(format!("{kind}: {detail}"))
-}
-
-fn wire_kind(kind: Kind) -> WireKind {
-    match kind {
-        Kind::Tell => WireKind::Tell,
-        Kind::Ask => WireKind::Ask,
-        Kind::Reply => WireKind::Reply,
-        Kind::Publish => WireKind::Publish,
-    }
 }
 
 impl WasmAgent {
@@ -98,6 +127,7 @@ impl WasmAgent {
             store,
             world,
             generation: version.generation,
+            packed: Vec::new(),
         });
         Ok(())
     }
@@ -150,26 +180,22 @@ impl WasmAgent {
         let mut call = std::mem::take(&mut live.store.data_mut().call);
         call.asks.clear();
         call.progress = 0;
-        let mut params = Vec::with_capacity(batch.len());
+        let mut packed = std::mem::take(&mut live.packed);
+        packed.clear();
         for (i, env) in batch.iter().enumerate() {
-            let id = env.id().get();
             if env.kind() == Kind::Ask {
-                call.asks.push((id, i as u32));
+                call.asks.push((env.id().get(), i as u32));
             }
-            params.push(WireEnvelope {
-                id,
-                kind: wire_kind(env.kind()),
-                from: env.from().map(|a| a.get()),
-                correlation: env.correlation().map(|m| m.get()),
-                key: env.key(),
-                payload: env.payload(),
-            });
+            pack(&mut packed, env);
         }
         live.store.data_mut().call = call;
         live.store
             .set_epoch_deadline(deadline_ticks(cpu, batch.len()));
-        let result = live.world.call_handle_batch(&mut live.store, &params);
-        drop(params);
+        // One list<u8>: lowered with a single copy into guest memory.
+        let result = live.world.call_handle_packed(&mut live.store, &packed);
+        if packed.capacity() <= MAX_KEPT_PACKED {
+            live.packed = packed;
+        }
         let mut call = std::mem::take(&mut live.store.data_mut().call);
         let memory_denied = live.store.data().limiter.memory_denied;
         Self::flush(ctx, batch, &mut call).await;
