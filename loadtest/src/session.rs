@@ -26,6 +26,9 @@ use crate::scenario::{AgentKind, Mode, Scenario, TargetSpec, Workload};
 use crate::tally::Tally;
 use crate::target::Target;
 
+/// Latest point of a run from which RSS growth is measured, seconds.
+pub const RSS_WARMUP_MAX_S: f64 = 60.0;
+
 /// Largest share of the schedule left unsent for the generator to count as keeping up.
 pub const MAX_UNSENT_SHARE: f64 = 0.01;
 
@@ -285,7 +288,17 @@ fn resources(s: &Scenario, sampler: &Sampler) -> Resources {
     } else {
         steady
     };
-    let rss_start = steady.first().map_or(0, |p| p.rss_kib);
+    // RSS growth is measured after the warm-up: allocators, mailboxes and
+    // the runtime's SLO windows (the longest fills in 60 s) grow at first
+    // without leaking. From half the run, at most 60 s in, to the end.
+    let warm_rss = (s.duration.0.as_secs_f64() / 2.0)
+        .min(RSS_WARMUP_MAX_S)
+        .max(warm + 0.5);
+    let rss_start = tl
+        .iter()
+        .find(|p| p.t_s >= warm_rss)
+        .or(steady.first().copied())
+        .map_or(0, |p| p.rss_kib);
     let rss_end = tl.last().map_or(0, |p| p.rss_kib);
     let cpu: Vec<f64> = tl.iter().map(|p| p.cpu_pct).collect();
     // Compare the first and last tenth of the steady part (at least one second each),

@@ -91,7 +91,7 @@ pub struct GeneratorStats {
 /// Memory and CPU of this process during the run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
-    /// RSS at the first second after the ramp-up, KiB.
+    /// RSS after the warm-up (half the run, at most 60 s in), KiB.
     pub rss_start_kib: u64,
     /// RSS at the last second, KiB.
     pub rss_end_kib: u64,
