@@ -17,7 +17,11 @@ impl Agent for Caps {
 
     fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
         if msg.kind == Kind::Ask {
-            let clock = if host::now_ms().is_some() { "yes" } else { "no" };
+            let clock = if host::now_ms().is_some() {
+                "yes"
+            } else {
+                "no"
+            };
             let env = host::env(&self.variable).unwrap_or_else(|| "none".to_owned());
             host::reply(&msg, format!("clock={clock};env={env}").as_bytes())?;
         }
