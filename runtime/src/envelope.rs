@@ -172,7 +172,7 @@ pub struct Envelope {
 /// A point in time as nanoseconds since a process-wide origin: 8 bytes where
 /// an `Option<Instant>` takes 16, which keeps [`Envelope`] within 128 bytes
 /// (the size up to which moving it is a few vector stores, not a `memmove`
-/// call; see `docs/decisions/0004-envelope-size.md`).
+/// call; see `docs/decisions/0006-mailbox-and-envelope.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Stamp(NonZeroU64);
 

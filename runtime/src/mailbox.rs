@@ -40,7 +40,7 @@
 //! Why not flume plus a Tokio semaphore (the first design): the semaphore
 //! takes its waiter mutex on every release, flume locks once per received
 //! item and allocates a hook each time the agent parks. See
-//! `docs/decisions/0005-mailbox.md`.
+//! `docs/decisions/0006-mailbox-and-envelope.md`.
 
 use std::collections::VecDeque;
 use std::fmt;
