@@ -154,26 +154,37 @@ impl Conn {
             return false;
         }
         let idle = Duration::from_millis(limits.idle_timeout_ms);
-        let mut idle_at = Instant::now() + idle;
+        // Made once and polled by reference: a frame costs no timer-wheel or
+        // waiter-list registration. The idle timer is only moved when it fires.
+        let dead = self.dead.cancelled();
+        let stop = self.shared.stop.cancelled();
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(dead, stop, idle_timer);
+        let mut last_frame = Instant::now();
         loop {
             let next = tokio::select! {
                 biased;
-                _ = self.dead.cancelled() => return false,
-                _ = self.shared.stop.cancelled() => {
+                _ = &mut dead => return false,
+                _ = &mut stop => {
                     self.finish_in_flight().await;
                     return self.fatal(ErrorCode::ShuttingDown, "the server is shutting down; reconnect later").await;
                 }
                 n = reader.next() => n,
-                _ = tokio::time::sleep_until(idle_at) => {
+                _ = &mut idle_timer => {
+                    let now = Instant::now();
+                    if last_frame + idle > now {
+                        idle_timer.as_mut().reset(last_frame + idle);
+                        continue;
+                    }
                     if self.in_flight.available_permits() < limits.max_in_flight {
-                        idle_at = Instant::now() + idle;
+                        idle_timer.as_mut().reset(now + idle);
                         continue;
                     }
                     let msg = format!("nothing received for limits.idle_timeout_ms = {}", limits.idle_timeout_ms);
                     return self.fatal(ErrorCode::IdleTimeout, &msg).await;
                 }
             };
-            idle_at = Instant::now() + idle;
+            last_frame = Instant::now();
             let frame = match next {
                 None => return false,
                 Some(Err(e)) => {
