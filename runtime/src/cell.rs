@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::address::AgentId;
 use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetters};
-use crate::envelope::{Envelope, Stamp};
+use crate::envelope::{Envelope, Tick};
 use crate::error::SendError;
 use crate::mailbox::{Item, Mailbox, Overflow, Refusal};
 use crate::slo::{AgentLatency, SloTargets};
@@ -133,7 +133,7 @@ impl AgentCell {
     }
 
     /// Marks a message as delivered here, at `now` when latency is recorded.
-    fn stamp(&self, env: &mut Envelope, now: Option<Stamp>) {
+    fn stamp(&self, env: &mut Envelope, now: Option<Tick>) {
         env.to = Some(self.id);
         env.enqueued_at = now;
     }
@@ -169,7 +169,7 @@ impl AgentCell {
             self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
         }) {
             Ok(()) => {
-                self.stamp(&mut env, self.record_latency.then(Stamp::now));
+                self.stamp(&mut env, self.record_latency.then(Tick::now));
                 self.accept(1);
                 self.mailbox.push_reserved(Item::One(env));
                 Ok(())
@@ -223,7 +223,7 @@ impl AgentCell {
             self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
         }) {
             Ok(()) => {
-                let now = self.record_latency.then(Stamp::now);
+                let now = self.record_latency.then(Tick::now);
                 batch.iter_mut().for_each(|env| self.stamp(env, now));
                 self.accept(n);
                 self.mailbox.push_reserved(Item::Batch(batch));
@@ -273,7 +273,7 @@ impl AgentCell {
         match reserved {
             Ok(()) => {
                 let mut item = item;
-                let now = self.record_latency.then(Stamp::now);
+                let now = self.record_latency.then(Tick::now);
                 match &mut item {
                     Item::One(env) => self.stamp(env, now),
                     Item::Batch(batch) => batch.iter_mut().for_each(|env| self.stamp(env, now)),

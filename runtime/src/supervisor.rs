@@ -292,7 +292,7 @@ async fn serve<A: Agent>(
         }
         ctx.take_replies(buf);
         ctx.cursor = 0;
-        let taken = cell.record_latency.then(crate::envelope::Stamp::now);
+        let taken = cell.record_latency.then(crate::envelope::Tick::now);
         let span = tracing::debug_span!("batch", size = buf.len());
         let result = guarded(agent.handle_batch(ctx, buf).instrument(span)).await;
         let failure = match result {
@@ -306,7 +306,7 @@ async fn serve<A: Agent>(
             None => {
                 ctx.clear_replies();
                 if let Some(taken) = taken {
-                    let done = crate::envelope::Stamp::now();
+                    let done = crate::envelope::Tick::now();
                     crate::telemetry::with_latency(ctx.runtime(), &cell, |l| {
                         l.record_batch(buf, taken, done)
                     });
