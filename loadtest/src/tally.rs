@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
 use switchyard_runtime::slo::{LatencyHistogram, merge, record, report_histogram};
 
 /// Histogram shards: enough that 2 cores' agents and ask tasks rarely share one.
@@ -36,10 +37,12 @@ pub struct Tally {
     /// Time zero of the run; intended times are offsets from it.
     pub epoch: Instant,
     shards: Box<[Mutex<LatencyHistogram>]>,
-    /// Messages handed to the target (accepted or refused).
-    pub sent: AtomicU64,
+    /// Messages handed to the target (accepted or refused). Written by the
+    /// generators, on its own cache line.
+    pub sent: CachePadded<AtomicU64>,
     /// Messages confirmed: tells handled by a load agent, asks replied.
-    pub ok: AtomicU64,
+    /// Written by the agents, on its own cache line.
+    pub ok: CachePadded<AtomicU64>,
     /// Refused by a full mailbox (policy reject) or the server.
     pub rejected: AtomicU64,
     /// Deadline passed before the message was accepted, or ask timeout.
@@ -61,8 +64,8 @@ impl Tally {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(report_histogram()))
                 .collect(),
-            sent: AtomicU64::new(0),
-            ok: AtomicU64::new(0),
+            sent: CachePadded::new(AtomicU64::new(0)),
+            ok: CachePadded::new(AtomicU64::new(0)),
             rejected: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
