@@ -528,13 +528,20 @@ impl Runtime {
                 m
             })
         })?;
-        let asked = self.inner.telemetry.latency.then(std::time::Instant::now);
+        let asked = self
+            .inner
+            .telemetry
+            .latency
+            .then(crate::envelope::Tick::now);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => {
                 if let (Some(asked), Some(from)) = (asked, reply.from())
                     && let Some(cell) = self.inner.registry.ids.get(&from)
                 {
-                    telemetry::with_latency(self, cell.value(), |l| l.record_ask(asked.elapsed()));
+                    let took = crate::envelope::Tick::now().nanos_since(asked);
+                    telemetry::with_latency(self, cell.value(), |l| {
+                        l.record_ask(Duration::from_nanos(took))
+                    });
                 }
                 Ok(reply)
             }
