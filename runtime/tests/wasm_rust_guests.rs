@@ -170,3 +170,42 @@ async fn capabilities_are_denied_unless_granted() {
         .unwrap();
     assert_eq!(ask(&rt, "other", b"?").await, b"clock=no;env=none");
 }
+
+/// A panic in the middle of a batch dead-letters that message only: the SDK
+/// marks each message in its batch cursor, which the host reads after the trap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_mid_batch_dead_letters_only_that_message() {
+    if !authoring::target_installed() {
+        eprintln!(
+            "SKIPPED: the {} target is not installed; Rust guests not built",
+            authoring::TARGET
+        );
+        return;
+    }
+    let rt = Runtime::new();
+    rt.spawn(
+        "trapper",
+        config().max_batch(64),
+        load("trapper", WasmLimits::default()).factory(),
+    )
+    .unwrap();
+    let batch = vec![
+        Envelope::tell(b"one".as_slice()),
+        Envelope::tell(b"two".as_slice()),
+        Envelope::tell(b"trap".as_slice()),
+        Envelope::tell(b"four".as_slice()),
+    ];
+    rt.tell_batch("trapper", batch).await.unwrap();
+    assert_eq!(ask(&rt, "trapper", b"after").await, b"after");
+    let dead = rt.dead_letters().drain();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].envelope.payload().as_ref(), b"trap", "{dead:?}");
+    assert!(
+        dead[0]
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("unreachable:"),
+        "{dead:?}"
+    );
+}

@@ -59,10 +59,12 @@ pub fn kv_delete(key: &str) -> bool {
     raw::kv_delete(key)
 }
 
-/// Tells the host which message of a batch is being handled (see
-/// [`crate::Agent::handle_batch`]).
+/// Marks which message of a batch is being handled (see
+/// [`crate::Agent::handle_batch`]), so that a trap dead-letters that one.
+/// A plain store into the cursor the host reads after a trap (no host call);
+/// the `host.progress` import stays in the world for older guests.
 pub fn progress(index: u32) {
-    raw::progress(index)
+    crate::__private::CURSOR.store(index, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Logs at info level with `format!` arguments.

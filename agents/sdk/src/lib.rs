@@ -24,7 +24,8 @@
 //!
 //! ## Contract
 //! The world is `switchyard:agent/agent@0.2.0` (`wit/agent.wit`, shipped with
-//! this crate). The host calls `init` once per instance, then hands over the
+//! this crate), plus the exported core global `switchyard-cursor` (the
+//! address of the batch cursor the host reads after a trap). The host calls `init` once per instance, then hands over the
 //! queued messages in batches. An `Err` from a handler dead-letters that one
 //! message; a panic traps the instance (the message is logged first), which
 //! dead-letters the message and restarts the instance with fresh state: keep
@@ -109,8 +110,9 @@ pub trait Agent: Sized + 'static {
     fn handle(&mut self, msg: Envelope) -> Result<(), Error>;
 
     /// Handles a batch. The default calls [`Agent::handle`] for each message
-    /// and reports progress to the host, so that a trap dead-letters only the
-    /// message being handled. An override must call [`host::progress`] too.
+    /// and marks its index with [`host::progress`] (a store into guest
+    /// memory), so that a trap dead-letters only the message being handled.
+    /// An override must call [`host::progress`] too.
     fn handle_batch(&mut self, batch: Vec<Envelope>) -> Result<(), (u32, Error)> {
         for (i, msg) in batch.into_iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
@@ -182,6 +184,12 @@ macro_rules! export_agent {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::switchyard::agent::types::AgentError;
+
+    /// The batch cursor: the index of the message being handled. Its address
+    /// is exported as the core global `switchyard-cursor`; the host reads it
+    /// after a trap (`wit/agent.wit`, `handle-packed`).
+    #[unsafe(export_name = "switchyard-cursor")]
+    pub static CURSOR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
     pub fn wire_error(e: crate::Error) -> AgentError {
         AgentError { message: e.0 }

@@ -5,9 +5,17 @@
 //!  handle_batch ─► generation changed? re-instantiate ─► deadline = n × cpu
 //!     ─► pack the batch into one reused buffer ─► guest handle-packed(list<u8>)
 //!     ─► flush replies, publishes, asks
-//!     trap ─► classify ─► drop the instance ─► Err: the supervisor
-//!             dead-letters the message at the progress index and restarts
+//!     trap ─► read the guest's batch cursor ─► classify ─► drop the
+//!             instance ─► Err: the supervisor dead-letters the message at
+//!             the cursor and restarts
 //! ```
+//!
+//! **Batch cursor.** A guest marks the message it is on by storing its index
+//! (u32, little-endian) at the address held by its exported core global
+//! [`CURSOR_EXPORT`]: a plain store, no host call per message. The engine
+//! keeps handles to the store's instances on a trap (`coredump_on_trap`), so
+//! the host reads the cursor after the trap. A guest without the export may
+//! report it with the `host.progress` import instead (the SDK before 0.2.1).
 //!
 //! **Ownership.** The agent owns its `Store` (one per instance); the kind is
 //! shared. A trapped store is dropped, never reused.
@@ -20,7 +28,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::Store;
+use wasmtime::{Store, WasmCoreDump};
 
 use crate::agent::{Agent, Context};
 use crate::envelope::{Envelope, Kind};
@@ -45,6 +53,26 @@ struct Live {
 const PACKED_HEADER: usize = 40;
 /// A packed buffer larger than this is not kept between batches.
 const MAX_KEPT_PACKED: usize = 1 << 20;
+/// Core global a guest exports whose value is the address of its batch
+/// cursor in its memory `memory` (see the module docs and `agent.wit`).
+pub(crate) const CURSOR_EXPORT: &str = "switchyard-cursor";
+
+/// The batch index the guest's cursor held when `err` (a trap) was raised,
+/// if the guest exports one. Reads the memory through the core dump's
+/// instance handles; the store must be the one that trapped.
+fn cursor_after_trap(store: &mut Store<HostState>, err: &wasmtime::Error) -> Option<u32> {
+    let dump = err.downcast_ref::<WasmCoreDump>()?;
+    for instance in dump.instances() {
+        let Some(global) = instance.get_global(&mut *store, CURSOR_EXPORT) else {
+            continue;
+        };
+        let address = usize::try_from(global.get(&mut *store).i32()?.cast_unsigned()).ok()?;
+        let memory = instance.get_memory(&mut *store, "memory")?;
+        let bytes = memory.data(&*store).get(address..address.checked_add(4)?)?;
+        return Some(u32::from_le_bytes(bytes.try_into().ok()?));
+    }
+    None
+}
 
 fn kind_code(kind: Kind) -> u8 {
     match kind {
@@ -210,9 +238,15 @@ impl WasmAgent {
                 Err(failure(FailureKind::Error, &e.message))
             }
             Err(e) => {
-                // The instance is poisoned: drop it; the supervisor restarts.
+                // The instance is poisoned: read its cursor, drop it; the
+                // supervisor restarts.
+                let cursor = self
+                    .live
+                    .as_mut()
+                    .and_then(|live| cursor_after_trap(&mut live.store, &e))
+                    .map_or(progress, |c| c as usize);
                 self.live = None;
-                ctx.set_batch_cursor(progress.min(batch.len().saturating_sub(1)));
+                ctx.set_batch_cursor(cursor.min(batch.len().saturating_sub(1)));
                 let (kind, detail) = classify(&e, memory_denied);
                 Err(failure(kind, &detail))
             }

@@ -70,6 +70,11 @@ fn config(pooling: bool) -> Config {
     let mut cfg = Config::new();
     cfg.wasm_component_model(true);
     cfg.epoch_interruption(true);
+    // On a trap, keep handles to the store's memories and instances (no
+    // copy) so the host can read the guest's batch cursor
+    // (docs/decisions/0006-wasm-cursor-in-guest-memory.md). Costs nothing
+    // until a trap.
+    cfg.coredump_on_trap(true);
     cfg.memory_reservation(MAX_MEMORY_BYTES as u64);
     cfg.memory_guard_size(MEMORY_GUARD);
     cfg.memory_reservation_for_growth(0);

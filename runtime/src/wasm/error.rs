@@ -129,7 +129,17 @@ impl std::fmt::Display for FailureKind {
 /// limiter when it refused a growth: the guest usually reacts with a trap of
 /// its own (Rust aborts with `unreachable`), which is really a memory failure.
 pub(crate) fn classify(err: &wasmtime::Error, memory_denied: bool) -> (FailureKind, String) {
-    let detail = format!("{err:#}");
+    // The chain without the core dump the engine attaches to traps (it
+    // lists every instance: noise in a dead-letter reason).
+    let dump = err
+        .downcast_ref::<wasmtime::WasmCoreDump>()
+        .map(ToString::to_string);
+    let detail = err
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|cause| Some(cause) != dump.as_ref())
+        .collect::<Vec<_>>()
+        .join(": ");
     if memory_denied {
         return (FailureKind::Memory, detail);
     }
