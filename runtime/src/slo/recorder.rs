@@ -63,11 +63,31 @@ impl AgentLatency {
         }
         record_nanos(slot(&mut self.service), done.nanos_since(taken) / n, n);
         let (queue, interval) = (slot(&mut self.queue), slot(&mut self.interval));
+        // Runs of messages with the same enqueue stamp (a `tell_batch`) or the
+        // same microsecond values are recorded with one `record_n` each.
+        let mut run: Option<(u64, u64)> = None;
+        let mut count = 0;
         for env in batch {
-            if let Some(enqueued) = env.enqueued_at {
-                record_nanos(queue, taken.nanos_since(enqueued), 1);
-                record_nanos(interval, done.nanos_since(enqueued), 1);
+            let Some(enqueued) = env.enqueued_at else {
+                continue;
+            };
+            let us = (
+                taken.nanos_since(enqueued) / 1_000,
+                done.nanos_since(enqueued) / 1_000,
+            );
+            if run == Some(us) {
+                count += 1;
+                continue;
             }
+            if let Some((q, j)) = run {
+                record_nanos(queue, q * 1_000, count);
+                record_nanos(interval, j * 1_000, count);
+            }
+            (run, count) = (Some(us), 1);
+        }
+        if let Some((q, j)) = run {
+            record_nanos(queue, q * 1_000, count);
+            record_nanos(interval, j * 1_000, count);
         }
     }
 
@@ -132,6 +152,27 @@ impl AgentLatency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_equal_latencies_keep_every_sample() {
+        // Enqueued at 0, 0, 0, 500 µs, 500 µs, and one without a stamp.
+        let mut l = AgentLatency::new();
+        let mut batch: Vec<Envelope> = (0..6).map(|_| Envelope::tell("x")).collect();
+        for (e, at) in batch.iter_mut().zip([0, 0, 0, 500_000, 500_000]) {
+            e.enqueued_at = Some(Tick::from_nanos(at));
+        }
+        l.record_batch(
+            &batch,
+            Tick::from_nanos(1_000_000),
+            Tick::from_nanos(2_000_000),
+        );
+        let [queue, _, sojourn, _] = l.percentiles();
+        assert_eq!((queue.count, sojourn.count), (5, 5));
+        // 3 of 5 waited 1,000 µs in the queue, 2 of 5 waited 500 µs.
+        assert!((790.0..=810.0).contains(&queue.mean), "{queue:?}");
+        assert!((990..=1010).contains(&queue.p50), "{queue:?}");
+        assert!((1980..=2020).contains(&sojourn.max), "{sojourn:?}");
+    }
 
     #[test]
     fn a_batch_records_every_message() {
