@@ -83,25 +83,32 @@ fn kind_code(kind: Kind) -> u8 {
     }
 }
 
-/// Appends `env` to a packed batch.
+/// Appends `env` to a packed batch: the header built on the stack and
+/// appended at once, then the payload and the padding (three copies, no
+/// per-field capacity checks).
 fn pack(buf: &mut Vec<u8>, env: &Envelope) {
     let from = env.from().map(|a| a.get());
     let correlation = env.correlation().map(|m| m.get());
     let key = env.key();
     let payload = env.payload();
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let flags = u8::from(from.is_some())
         | u8::from(correlation.is_some()) << 1
         | u8::from(key.is_some()) << 2;
-    buf.extend_from_slice(&env.id().get().to_le_bytes());
-    buf.extend_from_slice(&from.unwrap_or(0).to_le_bytes());
-    buf.extend_from_slice(&correlation.unwrap_or(0).to_le_bytes());
-    buf.extend_from_slice(&key.unwrap_or(0).to_le_bytes());
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&[kind_code(env.kind()), flags, 0, 0]);
-    buf.extend_from_slice(&payload[..len as usize]);
-    let padded = (PACKED_HEADER + len as usize + 7) & !7;
-    buf.resize(buf.len() + padded - PACKED_HEADER - len as usize, 0);
+    let mut header = [0u8; PACKED_HEADER];
+    header[0..8].copy_from_slice(&env.id().get().to_le_bytes());
+    header[8..16].copy_from_slice(&from.unwrap_or(0).to_le_bytes());
+    header[16..24].copy_from_slice(&correlation.unwrap_or(0).to_le_bytes());
+    header[24..32].copy_from_slice(&key.unwrap_or(0).to_le_bytes());
+    header[32..36].copy_from_slice(&len.to_le_bytes());
+    header[36] = kind_code(env.kind());
+    header[37] = flags;
+    let body = &payload[..len as usize];
+    let pad = (8 - body.len() % 8) % 8;
+    buf.reserve(PACKED_HEADER + body.len() + pad);
+    buf.extend_from_slice(&header);
+    buf.extend_from_slice(body);
+    buf.extend_from_slice(&[0u8; 8][..pad]);
 }
 
 /// A Switchyard agent backed by a WASM component instance.

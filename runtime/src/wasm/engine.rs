@@ -72,7 +72,7 @@ fn config(pooling: bool) -> Config {
     cfg.epoch_interruption(true);
     // On a trap, keep handles to the store's memories and instances (no
     // copy) so the host can read the guest's batch cursor
-    // (docs/decisions/0006-wasm-cursor-in-guest-memory.md). Costs nothing
+    // (docs/decisions/0007-wasm-cursor-in-guest-memory.md). Costs nothing
     // until a trap.
     cfg.coredump_on_trap(true);
     cfg.memory_reservation(MAX_MEMORY_BYTES as u64);
