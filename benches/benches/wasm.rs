@@ -84,6 +84,36 @@ async fn settled_rss() -> u64 {
     reads[2]
 }
 
+/// Resident bytes of the mappings of at least 1 GiB: the pooling
+/// allocator's reservations (linear memories, tables, instance slots), so
+/// what the WASM instances themselves commit, apart from the heap.
+fn pool_rss_bytes() -> u64 {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut big = false;
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            if big {
+                let kib: u64 = kib
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                total += kib * 1024;
+            }
+        } else if let Some((range, _)) = line.split_once(' ')
+            && let Some((lo, hi)) = range.split_once('-')
+            && let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
+        {
+            big = hi - lo >= 1 << 30;
+        }
+    }
+    total
+}
+
 /// Spawns agents `lo..hi` named `{prefix}-{i}` from `factory` and wakes
 /// each with an ask (so a WASM agent holds a live instance).
 async fn spawn_awake<A, F>(rt: &Runtime, prefix: &str, lo: usize, hi: usize, factory: Arc<F>)
@@ -130,20 +160,29 @@ fn live_agents() {
         let more = LIVE_AGENTS - first;
         spawn_awake(&rt, "wasm", 0, first, Arc::clone(&wasm)).await;
         let mark0 = settled_rss().await;
+        let pool0 = pool_rss_bytes();
         spawn_awake(&rt, "wasm", first, LIVE_AGENTS, wasm).await;
         let took = started.elapsed();
         let mark1 = settled_rss().await;
+        let pool1 = pool_rss_bytes();
         let live = rt.agent_count();
         spawn_awake(&rt, "native", 0, more, Arc::new(|| Echo)).await;
         let mark2 = settled_rss().await;
         rt.shutdown(Duration::from_secs(30)).await;
         let slope = |a: u64, b: u64| b.saturating_sub(a) as f64 / more as f64 / 1024.0;
-        (live, took, slope(mark0, mark1), slope(mark1, mark2))
+        (
+            live,
+            took,
+            slope(mark0, mark1),
+            slope(mark1, mark2),
+            slope(pool0, pool1),
+        )
     });
     println!(
         "wasm/live: {} WASM agents live and answering (spawn+first ask of all took {:?}); \
-         RSS per idle agent (slope over 8,000 agents, median of 5 reads): WASM {:.1} KiB, native {:.1} KiB",
-        figure.0, figure.1, figure.2, figure.3,
+         RSS per idle agent (slope over 8,000 agents, median of 5 reads): WASM {:.1} KiB, native {:.1} KiB; \
+         of which the instance's pooled slots (memory, tables, instance state) {:.1} KiB",
+        figure.0, figure.1, figure.2, figure.3, figure.4,
     );
 }
 
