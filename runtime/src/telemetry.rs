@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::cell::AgentCell;
 use crate::deadletter::DeadLetterReason;
 use crate::runtime::{Inner, Runtime};
 use crate::slo::{
@@ -102,7 +103,18 @@ pub(crate) async fn run(weak: Weak<Inner>, period: Duration) {
         interval.tick().await;
         let Some(inner) = weak.upgrade() else { return };
         let rt = Runtime { inner };
-        tick(&rt, ticks % EVAL_TICKS == EVAL_TICKS - 1);
+        let mut tick = Tick::new(&rt, ticks % EVAL_TICKS == EVAL_TICKS - 1);
+        // Agents are rolled in chunks with a yield in between, so that a tick
+        // over thousands of agents (each a few histogram merges and resets)
+        // never holds a worker for milliseconds: agents on that worker would
+        // see it as a latency spike once a second.
+        for (i, cell) in tick.cells().into_iter().enumerate() {
+            if i % TICK_CHUNK == TICK_CHUNK - 1 {
+                tokio::task::yield_now().await;
+            }
+            tick.agent(&cell);
+        }
+        tick.finish();
         ticks += 1;
     }
 }
@@ -118,26 +130,65 @@ fn status_change(subject: &str, last: &mut SloStatus, v: &SloVerdict) {
     *last = v.status;
 }
 
+/// Agents rolled between two yields of the ticker task.
+const TICK_CHUNK: usize = 32;
+
 /// One tick: roll windows for every agent with samples, then the global ones.
 pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
-    let inner = &rt.inner;
-    let now = inner.started.elapsed().as_secs();
-    let mut global: LatencyHistogram = agent_histogram();
-    let (mut dh, mut df) = (0, 0);
-    // Only agents that have recorded latency: idle ones have nothing to roll,
-    // and a million of them must not cost a walk per second.
-    for cell in inner.registry.recording.iter() {
+    let mut tick = Tick::new(rt, evaluate);
+    for cell in tick.cells() {
+        tick.agent(&cell);
+    }
+    tick.finish();
+}
+
+/// A tick in progress: what the agents rolled so far add to the global windows.
+struct Tick<'a> {
+    rt: &'a Runtime,
+    evaluate: bool,
+    now: u64,
+    global: LatencyHistogram,
+    dh: u64,
+    df: u64,
+}
+
+impl<'a> Tick<'a> {
+    fn new(rt: &'a Runtime, evaluate: bool) -> Tick<'a> {
+        Tick {
+            rt,
+            evaluate,
+            now: rt.inner.started.elapsed().as_secs(),
+            global: agent_histogram(),
+            dh: 0,
+            df: 0,
+        }
+    }
+
+    /// Only agents that have recorded latency: idle ones have nothing to
+    /// roll, and a million of them must not cost a walk per second.
+    fn cells(&self) -> Vec<Arc<AgentCell>> {
+        self.rt
+            .inner
+            .registry
+            .recording
+            .iter()
+            .map(|c| c.value().clone())
+            .collect()
+    }
+
+    fn agent(&mut self, cell: &AgentCell) {
+        let (inner, now) = (&self.rt.inner, self.now);
         let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(l) = guard.as_mut() else { continue };
+        let Some(l) = guard.as_mut() else { return };
         let a = cell.counters.snapshot();
         let (interval, h, f) = l.tick(now, a.handled, a.dead_lettered() + a.rejected);
         if let Some(interval) = interval {
-            merge(&mut global, interval);
+            merge(&mut self.global, interval);
         }
-        dh += h;
-        df += f;
+        self.dh += h;
+        self.df += f;
         l.reset_interval();
-        if evaluate {
+        if self.evaluate {
             let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
             for (i, w) in l.windows.iter().enumerate() {
                 let t = w.totals(now);
@@ -154,41 +205,54 @@ pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
             }
         }
     }
-    let mut g = inner.global.lock().unwrap_or_else(|p| p.into_inner());
-    // Refusals of unknown names belong to no agent; add their delta here.
-    let unowned = inner.unowned_rejections();
-    df += unowned.saturating_sub(g.last_failed);
-    g.last_failed = unowned;
-    for w in &mut g.windows {
-        w.add(now, Some(&global), dh, df);
-    }
-    if evaluate {
-        let GlobalWindows {
-            windows,
-            last_status,
-            ..
-        } = &mut *g;
-        for (i, w) in windows.iter().enumerate() {
-            let t = w.totals(now);
-            let v = SloVerdict::evaluate(
-                "overall",
-                w.secs(),
-                now + 1,
-                inner.telemetry.slo,
-                &t.hist,
-                t.handled,
-                t.failed,
-            );
-            status_change("overall", &mut last_status[i], &v);
+
+    /// Rolls the global windows and publishes metrics.
+    fn finish(self) {
+        let Tick {
+            rt,
+            evaluate,
+            now,
+            global,
+            dh,
+            mut df,
+        } = self;
+        let inner = &rt.inner;
+        let mut g = inner.global.lock().unwrap_or_else(|p| p.into_inner());
+        // Refusals of unknown names belong to no agent; add their delta here.
+        let unowned = inner.unowned_rejections();
+        df += unowned.saturating_sub(g.last_failed);
+        g.last_failed = unowned;
+        for w in &mut g.windows {
+            w.add(now, Some(&global), dh, df);
         }
-    }
-    drop(g);
-    let ticks = inner
-        .ticks
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Totals walk every agent: every tick while that is cheap, else every 30.
-    if rt.agent_count() <= FULL_METRICS_AGENTS || ticks.is_multiple_of(30) {
-        publish_metrics(rt);
+        if evaluate {
+            let GlobalWindows {
+                windows,
+                last_status,
+                ..
+            } = &mut *g;
+            for (i, w) in windows.iter().enumerate() {
+                let t = w.totals(now);
+                let v = SloVerdict::evaluate(
+                    "overall",
+                    w.secs(),
+                    now + 1,
+                    inner.telemetry.slo,
+                    &t.hist,
+                    t.handled,
+                    t.failed,
+                );
+                status_change("overall", &mut last_status[i], &v);
+            }
+        }
+        drop(g);
+        let ticks = inner
+            .ticks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Totals walk every agent: every tick while that is cheap, else every 30.
+        if rt.agent_count() <= FULL_METRICS_AGENTS || ticks.is_multiple_of(30) {
+            publish_metrics(rt);
+        }
     }
 }
 
