@@ -416,8 +416,13 @@ impl Envelope {
 
     /// True when the deadline has passed at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
-        self.deadline
-            .is_some_and(|d| d <= Stamp::at(now.into_std()))
+        self.expired_at(Stamp::at(now.into_std()))
+    }
+
+    /// [`Envelope::is_expired`] with `now` already converted, for loops
+    /// over a batch (one conversion per batch, not per message).
+    pub(crate) fn expired_at(&self, now: Stamp) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
     }
 
     /// True when this ask still has someone waiting for its reply.

@@ -282,8 +282,8 @@ async fn serve<A: Agent>(
             }
         }
         if buf.iter().any(|e| e.deadline.is_some()) {
-            let now = Instant::now();
-            for env in buf.extract_if(.., |e| e.is_expired(now)) {
+            let now = crate::envelope::Stamp::at(Instant::now().into_std());
+            for env in buf.extract_if(.., |e| e.expired_at(now)) {
                 cell.dead_letter(dead, env, DeadLetterReason::Expired, None);
             }
             if buf.is_empty() {
