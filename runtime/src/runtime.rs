@@ -703,9 +703,7 @@ impl Runtime {
                 .get_or_insert_with(|| std::array::from_fn(|_| crate::slo::report_histogram()));
             let sojourn = l.sojourn_now();
             for (into, from) in m.iter_mut().zip([&l.queue, &l.service, &sojourn, &l.ask]) {
-                if let Some(h) = from {
-                    crate::slo::merge(into, h);
-                }
+                from.merge_into(into);
             }
         }
         merged.map(|[q, s, j, a]| AgentLatencyInfo {

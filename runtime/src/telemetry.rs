@@ -22,10 +22,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::cell::AgentCell;
 use crate::deadletter::DeadLetterReason;
 use crate::runtime::{Inner, Runtime};
-use crate::slo::{
-    LatencyHistogram, SloReport, SloStatus, SloTargets, SloVerdict, WINDOWS, Window,
-    agent_histogram, merge,
-};
+use crate::slo::{CompactHistogram, SloReport, SloStatus, SloTargets, SloVerdict, WINDOWS, Window};
 
 /// Verdicts (and violation warnings) are computed every this many ticks:
 /// merging window slots for every agent each second would cost more than it
@@ -147,7 +144,7 @@ struct Tick<'a> {
     rt: &'a Runtime,
     evaluate: bool,
     now: u64,
-    global: LatencyHistogram,
+    global: CompactHistogram,
     dh: u64,
     df: u64,
 }
@@ -158,7 +155,7 @@ impl<'a> Tick<'a> {
             rt,
             evaluate,
             now: rt.inner.started.elapsed().as_secs(),
-            global: agent_histogram(),
+            global: CompactHistogram::new(),
             dh: 0,
             df: 0,
         }
@@ -182,9 +179,7 @@ impl<'a> Tick<'a> {
         let Some(l) = guard.as_mut() else { return };
         let a = cell.counters.snapshot();
         let (interval, h, f) = l.tick(now, a.handled, a.dead_lettered() + a.rejected);
-        if let Some(interval) = interval {
-            merge(&mut self.global, interval);
-        }
+        self.global.add(interval);
         self.dh += h;
         self.df += f;
         l.reset_interval();
@@ -223,7 +218,7 @@ impl<'a> Tick<'a> {
         df += unowned.saturating_sub(g.last_failed);
         g.last_failed = unowned;
         for w in &mut g.windows {
-            w.add(now, Some(&global), dh, df);
+            w.add(now, &global, dh, df);
         }
         if evaluate {
             let GlobalWindows {

@@ -37,15 +37,6 @@ pub fn record(h: &mut LatencyHistogram, d: Duration, n: u64) {
     let _ = h.record_n(us, n);
 }
 
-/// Records `nanos` (clamped to the trackable range) `n` times: the hot-path
-/// form of [`record`], plain integer arithmetic.
-#[inline]
-pub fn record_nanos(h: &mut LatencyHistogram, nanos: u64, n: u64) {
-    let us = (nanos / 1_000).clamp(LOWEST_US, HIGHEST_US);
-    // Cannot fail: the value is clamped into the histogram's range.
-    let _ = h.record_n(us, n);
-}
-
 /// Adds `from` into `into` (different precisions are fine).
 pub fn merge(into: &mut LatencyHistogram, from: &LatencyHistogram) {
     // Cannot fail: both histograms share the same value range.

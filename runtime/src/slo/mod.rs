@@ -21,6 +21,7 @@
 //! everything offered. Verdicts are computed over the last 10 s and the last
 //! 60 s, per agent and overall.
 
+mod compact;
 mod histogram;
 mod recorder;
 mod report;
@@ -29,6 +30,7 @@ mod window;
 use std::fmt;
 use std::time::Duration;
 
+pub use compact::CompactHistogram;
 pub use histogram::{
     AGENT_SIGFIGS, HIGHEST_US, LOWEST_US, LatencyHistogram, Percentiles, REPORT_SIGFIGS,
     agent_histogram, merge, record, report_histogram,

@@ -2,38 +2,35 @@
 //! filled, and the sliding windows the SLO evaluator reads.
 //!
 //! Ownership: the state sits behind the agent's own mutex, allocated at its
-//! first sample. The agent task locks it once per batch to record; the ticker
+//! first sample. Histograms are [`CompactHistogram`]s: a few KiB per agent,
+//! not the ~20 KiB each that dense ones would commit. The agent task locks it once per batch to record; the ticker
 //! locks it once per tick to roll windows. No lock is shared between agents.
 
 use std::time::Duration;
 
+use super::compact::CompactHistogram;
 #[cfg(test)]
 use super::histogram::Percentiles;
-use super::histogram::{LatencyHistogram, agent_histogram, record, record_nanos};
 use super::window::Window;
 use super::{SloStatus, WINDOWS};
 use crate::envelope::Envelope;
 use crate::envelope::Tick;
 
-fn slot(h: &mut Option<LatencyHistogram>) -> &mut LatencyHistogram {
-    h.get_or_insert_with(agent_histogram)
-}
-
 /// Latency state of one agent.
 #[derive(Debug)]
 pub(crate) struct AgentLatency {
     /// Enqueued to taken out of the mailbox.
-    pub queue: Option<LatencyHistogram>,
+    pub queue: CompactHistogram,
     /// Handler time per message (batch time divided by batch size).
-    pub service: Option<LatencyHistogram>,
+    pub service: CompactHistogram,
     /// Enqueued to handled (queue wait + service): what SLOs are checked on.
     /// Holds the samples up to the last tick; add `interval` for the rest
     /// ([`AgentLatency::sojourn_now`]), so each sample is recorded once.
-    pub sojourn: Option<LatencyHistogram>,
+    pub sojourn: CompactHistogram,
     /// Ask round trips as seen by askers.
-    pub ask: Option<LatencyHistogram>,
+    pub ask: CompactHistogram,
     /// Sojourn samples since the last tick.
-    interval: Option<LatencyHistogram>,
+    interval: CompactHistogram,
     pub windows: [Window; 2],
     last_handled: u64,
     last_failed: u64,
@@ -43,11 +40,11 @@ pub(crate) struct AgentLatency {
 impl AgentLatency {
     pub fn new() -> AgentLatency {
         AgentLatency {
-            queue: None,
-            service: None,
-            sojourn: None,
-            ask: None,
-            interval: None,
+            queue: CompactHistogram::new(),
+            service: CompactHistogram::new(),
+            sojourn: CompactHistogram::new(),
+            ask: CompactHistogram::new(),
+            interval: CompactHistogram::new(),
             windows: WINDOWS.map(|(secs, slots)| Window::new(secs, slots)),
             last_handled: 0,
             last_failed: 0,
@@ -61,8 +58,8 @@ impl AgentLatency {
         if n == 0 {
             return;
         }
-        record_nanos(slot(&mut self.service), done.nanos_since(taken) / n, n);
-        let (queue, interval) = (slot(&mut self.queue), slot(&mut self.interval));
+        self.service.record_nanos(done.nanos_since(taken) / n, n);
+        let (queue, interval) = (&mut self.queue, &mut self.interval);
         // Runs of messages with the same enqueue stamp (a `tell_batch`) or the
         // same microsecond values are recorded with one `record_n` each.
         let mut run: Option<(u64, u64)> = None;
@@ -80,72 +77,72 @@ impl AgentLatency {
                 continue;
             }
             if let Some((q, j)) = run {
-                record_nanos(queue, q * 1_000, count);
-                record_nanos(interval, j * 1_000, count);
+                queue.record_n(q, count);
+                interval.record_n(j, count);
             }
             (run, count) = (Some(us), 1);
         }
         if let Some((q, j)) = run {
-            record_nanos(queue, q * 1_000, count);
-            record_nanos(interval, j * 1_000, count);
+            queue.record_n(q, count);
+            interval.record_n(j, count);
         }
     }
 
     /// The cumulative sojourn histogram including the samples since the last
     /// tick, or `None` without samples.
-    pub fn sojourn_now(&self) -> Option<LatencyHistogram> {
-        match (&self.sojourn, &self.interval) {
-            (None, None) => None,
-            (Some(h), None) | (None, Some(h)) => Some(h.clone()),
-            (Some(s), Some(i)) => {
-                let mut all = s.clone();
-                super::histogram::merge(&mut all, i);
-                Some(all)
-            }
-        }
+    pub fn sojourn_now(&self) -> CompactHistogram {
+        let mut all = self.sojourn.clone();
+        all.add(&self.interval);
+        all
     }
 
     /// Records one ask round trip.
     pub fn record_ask(&mut self, d: Duration) {
-        record(slot(&mut self.ask), d, 1);
+        self.ask.record_nanos(d.as_nanos() as u64, 1);
     }
 
     /// Moves the interval into the windows at time `now` (seconds), with the
     /// agent's running totals of handled and failed (dead-lettered or
     /// refused) messages. Returns the interval (for global windows) and the
     /// handled and failed deltas since the last tick.
-    pub fn tick(
-        &mut self,
-        now: u64,
-        handled: u64,
-        failed: u64,
-    ) -> (Option<&LatencyHistogram>, u64, u64) {
+    pub fn tick(&mut self, now: u64, handled: u64, failed: u64) -> (&CompactHistogram, u64, u64) {
         let dh = handled.saturating_sub(self.last_handled);
         let df = failed.saturating_sub(self.last_failed);
         self.last_handled = handled;
         self.last_failed = failed;
-        if let Some(interval) = &self.interval {
-            super::histogram::merge(slot(&mut self.sojourn), interval);
-        }
+        self.sojourn.add(&self.interval);
         for w in &mut self.windows {
-            w.add(now, self.interval.as_ref(), dh, df);
+            w.add(now, &self.interval, dh, df);
         }
-        (self.interval.as_ref(), dh, df)
+        (&self.interval, dh, df)
     }
 
     /// Clears the interval after `tick`'s result has been used.
     pub fn reset_interval(&mut self) {
-        if let Some(h) = &mut self.interval {
-            h.reset();
-        }
+        self.interval.reset();
+    }
+
+    /// Heap bytes held by every histogram of this agent.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        [
+            &self.queue,
+            &self.service,
+            &self.sojourn,
+            &self.ask,
+            &self.interval,
+        ]
+        .iter()
+        .map(|h| h.heap_bytes())
+        .sum::<usize>()
+            + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
     }
 
     /// Percentiles of the cumulative histograms: queue, service, sojourn, ask.
     #[cfg(test)]
     pub fn percentiles(&self) -> [Percentiles; 4] {
         let sojourn = self.sojourn_now();
-        [&self.queue, &self.service, &sojourn, &self.ask]
-            .map(|h| h.as_ref().map(Percentiles::of).unwrap_or_default())
+        [&self.queue, &self.service, &sojourn, &self.ask].map(|h| Percentiles::of(&h.to_hdr()))
     }
 }
 
@@ -175,6 +172,37 @@ mod tests {
     }
 
     #[test]
+    fn latency_state_grows_with_the_magnitudes_seen_not_the_range() {
+        // One message, then a tick: five histograms and two window slots
+        // with one chunk each. Dense 2-figure histograms: ~20 KiB apiece.
+        let mut l = AgentLatency::new();
+        let mut one = [Envelope::tell("x")];
+        one[0].enqueued_at = Some(Tick::from_nanos(0));
+        l.record_batch(&one, Tick::from_nanos(20_000), Tick::from_nanos(30_000));
+        l.tick(0, 1, 0);
+        l.reset_interval();
+        let bytes = l.heap_bytes();
+        assert!(bytes <= 8 * 1024, "{bytes} bytes after one message");
+
+        // Sojourn times spread from 5 µs to 900 µs (four magnitudes), every
+        // second for 70 s: both windows full, 16 histograms. Dense: 320 KiB.
+        let mut batch: Vec<Envelope> = (0..64).map(|_| Envelope::tell("x")).collect();
+        for now in 1..70u64 {
+            let base = now * 1_000_000_000;
+            for (i, e) in batch.iter_mut().enumerate() {
+                e.enqueued_at = Some(Tick::from_nanos(base + i as u64 * 14_000));
+            }
+            let taken = Tick::from_nanos(base + 900_000);
+            l.record_batch(&batch, taken, Tick::from_nanos(base + 905_000));
+            l.tick(now, (now + 1) * 64, 0);
+            l.reset_interval();
+        }
+        assert_eq!(l.windows[1].totals(69).handled, 60 * 64);
+        let bytes = l.heap_bytes();
+        assert!(bytes <= 64 * 1024, "{bytes} bytes of a busy agent");
+    }
+
+    #[test]
     fn a_batch_records_every_message() {
         let mut l = AgentLatency::new();
         let mut batch: Vec<Envelope> = (0..10).map(|_| Envelope::tell("x")).collect();
@@ -194,8 +222,7 @@ mod tests {
         assert!((99..=101).contains(&queue.p50), "{queue:?}");
         assert!((99..=101).contains(&service.p50), "{service:?}");
         assert!((1089..=1111).contains(&sojourn.p99), "{sojourn:?}");
-        let interval = l.tick(0, 10, 0).0.map(|h| h.len());
-        assert_eq!(interval, Some(10));
+        assert_eq!(l.tick(0, 10, 0).0.len(), 10);
         l.reset_interval();
         assert_eq!(l.windows[0].totals(0).handled, 10);
     }

@@ -7,13 +7,14 @@
 
 use std::collections::VecDeque;
 
-use super::histogram::{LatencyHistogram, agent_histogram, merge};
+use super::compact::CompactHistogram;
+use super::histogram::{LatencyHistogram, agent_histogram};
 
 /// One slot's data.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
     index: u64,
-    pub hist: LatencyHistogram,
+    pub hist: CompactHistogram,
     pub handled: u64,
     pub failed: u64,
 }
@@ -61,8 +62,8 @@ impl Window {
     }
 
     /// Adds an interval's data at time `now`.
-    pub fn add(&mut self, now: u64, hist: Option<&LatencyHistogram>, handled: u64, failed: u64) {
-        if hist.is_none_or(|h| h.is_empty()) && handled == 0 && failed == 0 {
+    pub fn add(&mut self, now: u64, hist: &CompactHistogram, handled: u64, failed: u64) {
+        if hist.is_empty() && handled == 0 && failed == 0 {
             return;
         }
         let index = now / self.slot_secs;
@@ -70,17 +71,21 @@ impl Window {
         if self.ring.back().is_none_or(|s| s.index != index) {
             self.ring.push_back(Slot {
                 index,
-                hist: agent_histogram(),
+                hist: CompactHistogram::new(),
                 handled: 0,
                 failed: 0,
             });
         }
         let slot = self.ring.back_mut().expect("a slot was just ensured");
-        if let Some(h) = hist {
-            merge(&mut slot.hist, h);
-        }
+        slot.hist.add(hist);
         slot.handled += handled;
         slot.failed += failed;
+    }
+
+    /// Heap bytes held by the slots' histograms.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.ring.iter().map(|s| s.hist.heap_bytes()).sum()
     }
 
     /// The merged window as of `now`.
@@ -96,7 +101,7 @@ impl Window {
             .iter()
             .filter(|s| s.index + (self.slots as u64) > index)
         {
-            merge(&mut out.hist, &slot.hist);
+            slot.hist.merge_into(&mut out.hist);
             out.handled += slot.handled;
             out.failed += slot.failed;
         }
@@ -106,22 +111,19 @@ impl Window {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use super::super::histogram::record;
     use super::*;
 
-    fn hist(us: u64, n: u64) -> LatencyHistogram {
-        let mut h = agent_histogram();
-        record(&mut h, Duration::from_micros(us), n);
+    fn hist(us: u64, n: u64) -> CompactHistogram {
+        let mut h = CompactHistogram::new();
+        h.record_n(us, n);
         h
     }
 
     #[test]
     fn windows_roll_old_slots_out() {
         let mut w = Window::new(10, 5);
-        w.add(0, Some(&hist(100, 10)), 10, 0);
-        w.add(3, Some(&hist(200, 10)), 10, 1);
+        w.add(0, &hist(100, 10), 10, 0);
+        w.add(3, &hist(200, 10), 10, 1);
         assert_eq!(w.totals(3).hist.len(), 20);
         assert_eq!(w.totals(3).failed, 1);
         // At t=10 the slot holding t=0..2 has left the window, t=2..4 remains.
@@ -130,14 +132,14 @@ mod tests {
         assert_eq!(t.handled, 10);
         // At t=14 everything has rolled out.
         assert_eq!(w.totals(14).hist.len(), 0);
-        w.add(20, None, 0, 0);
+        w.add(20, &CompactHistogram::new(), 0, 0);
         assert!(w.ring.len() <= 5);
     }
 
     #[test]
     fn empty_intervals_allocate_nothing() {
         let mut w = Window::new(60, 6);
-        w.add(1, Some(&agent_histogram()), 0, 0);
+        w.add(1, &CompactHistogram::new(), 0, 0);
         assert!(w.ring.is_empty());
         assert_eq!(w.secs(), 60);
     }
