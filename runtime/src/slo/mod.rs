@@ -201,18 +201,18 @@ impl SloVerdict {
         window_s: u64,
         covered_s: u64,
         targets: SloTargets,
-        hist: &LatencyHistogram,
+        hist: &CompactHistogram,
         handled: u64,
         failed: u64,
     ) -> SloVerdict {
-        let latency_us = Percentiles::of(hist);
+        let (latency_us, floor) = hist.percentiles();
         let offered = handled + failed;
         let error_rate = if offered == 0 {
             0.0
         } else {
             failed as f64 / offered as f64
         };
-        let violations = targets.violations(&Percentiles::floor_of(hist), error_rate);
+        let violations = targets.violations(&floor, error_rate);
         let status = if offered == 0 && hist.is_empty() {
             SloStatus::NoData
         } else if violations.is_empty() {
@@ -295,10 +295,10 @@ impl fmt::Display for SloReport {
 mod tests {
     use super::*;
 
-    fn hist_of(us: &[u64]) -> LatencyHistogram {
-        let mut h = agent_histogram();
+    fn hist_of(us: &[u64]) -> CompactHistogram {
+        let mut h = CompactHistogram::new();
         for v in us {
-            record(&mut h, Duration::from_micros(*v), 1);
+            h.record_n(*v, 1);
         }
         h
     }
@@ -336,7 +336,7 @@ mod tests {
             SloStatus::Fail
         );
         assert_eq!(
-            SloVerdict::evaluate("a", 10, 10, t, &agent_histogram(), 0, 0).status,
+            SloVerdict::evaluate("a", 10, 10, t, &CompactHistogram::new(), 0, 0).status,
             SloStatus::NoData
         );
     }

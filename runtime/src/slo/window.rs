@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 
 use super::compact::CompactHistogram;
-use super::histogram::{LatencyHistogram, agent_histogram};
 
 /// One slot's data.
 #[derive(Clone, Debug)]
@@ -30,7 +29,7 @@ pub(crate) struct Window {
 /// Merged contents of a window.
 #[derive(Debug)]
 pub(crate) struct WindowTotals {
-    pub hist: LatencyHistogram,
+    pub hist: CompactHistogram,
     pub handled: u64,
     pub failed: u64,
 }
@@ -92,7 +91,7 @@ impl Window {
     pub fn totals(&self, now: u64) -> WindowTotals {
         let index = now / self.slot_secs;
         let mut out = WindowTotals {
-            hist: agent_histogram(),
+            hist: CompactHistogram::new(),
             handled: 0,
             failed: 0,
         };
@@ -101,7 +100,7 @@ impl Window {
             .iter()
             .filter(|s| s.index + (self.slots as u64) > index)
         {
-            slot.hist.merge_into(&mut out.hist);
+            out.hist.add(&slot.hist);
             out.handled += slot.handled;
             out.failed += slot.failed;
         }
