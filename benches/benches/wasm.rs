@@ -1,20 +1,32 @@
 //! # What does running an agent as WASM cost over a native one?
 //!
-//! **Workload.** The echo agent as a WASM component (the scripted fixture
-//! `runtime/tests/fixtures/scripted.wat`, wrapped by wit-component with the
-//! real WIT) and the native `switchyard_examples::Echo`, each one agent on a
-//! 2-worker Tokio runtime, fed 64-byte tells with `tell_batch` of 1, 16 and
-//! 64 messages (max batch 64, so a batch reaches the agent as one call).
-//! - `instantiate`: `WasmAgentKind::probe`: a store, an instance from the
-//!   `InstancePre` (pooling allocator) and the guest's `init` call.
-//! - `echo/{native,wasm}/{1,16,64}`: sending until the agent has handled
+//! **Workload.** One echo agent per row on a 2-worker Tokio runtime, fed
+//! 64-byte tells with `tell_batch` of 1, 16 and 64 messages (max batch 64,
+//! so a batch reaches the agent as one call):
+//! - `native`: `switchyard_examples::Echo` (replies to asks, nothing on tells);
+//! - `wasm`: the same echo as a hand-written core module
+//!   (`runtime/tests/fixtures/echo.wat`, wrapped by wit-component with the
+//!   real WIT): per tell it stores the batch cursor and moves on, so the
+//!   difference to `native` is the host's per-message cost (the issue's
+//!   "WASM echo overhead");
+//! - `sdk`: the Rust echo users get from the guest SDK
+//!   (`agents/examples/wasm/echo`, built from source for wasm32-wasip2 into
+//!   `target/tmp/wasm-guests`, as the runtime tests do; skipped with a note
+//!   when the target is not installed): host cost plus the SDK's unpacking.
+//!
+//! Rows:
+//! - `instantiate`: `WasmAgentKind::probe` of the `wasm` kind: a store, an
+//!   instance from the `InstancePre` (pooling allocator) and `init`.
+//! - `echo/{native,wasm,sdk}/{1,16,64}`: sending until the agent has handled
 //!   every message (the producer polls the agent's `handled` counter).
 //!
-//! Before criterion runs, the bench spawns 10,000 WASM echo agents, asks each
-//! once (so each holds a live instance) and prints the resident memory per
-//! idle agent as the RSS slope between 2,000 and 10,000 live agents (median
-//! of five reads at each end; fixed costs drop out), then the slope of 8,000
-//! more native echo agents in the same runtime (the runtime's own share).
+//! Before criterion runs, the bench spawns 10,000 `wasm` echo agents, asks
+//! each once (so each holds a live instance) and prints the resident memory
+//! per idle agent as the RSS slope between 2,000 and 10,000 live agents
+//! (median of five reads at each end; fixed costs drop out), then the slope
+//! of 8,000 more native echo agents in the same runtime (the runtime's own
+//! share). Set `SWITCHYARD_BENCH_SKIP_LIVE=1` to skip that phase (about 5 s
+//! and 2 GiB of address space) when only timing rows are wanted.
 //!
 //! **Timed section.** Envelope and batch building, routing, the agent's
 //! handling; the agents are spawned outside it.
@@ -24,17 +36,22 @@
 //! batch 64 (report the ratio at 1/16/64); ≤ 128 KiB per idle instance;
 //! 10,000 live WASM agents.
 //!
-//! **Run.** `cargo bench -p switchyard-benches --bench wasm`
+//! **Run.** `cargo bench -p switchyard-benches --bench wasm`, or only the
+//! echo rows: `SWITCHYARD_BENCH_SKIP_LIVE=1 cargo bench -p
+//! switchyard-benches --bench wasm -- echo/`
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_benches::{rss_bytes, run_in_task, tokio_runtime};
 use switchyard_examples::Echo;
-use switchyard_runtime::wasm::{WasmAgentKind, WasmLimits};
-use switchyard_runtime::{AgentConfig, Envelope, Runtime};
+use switchyard_runtime::wasm::{WasmAgentKind, WasmLimits, authoring};
+use switchyard_runtime::{Agent, AgentConfig, AgentError, Context, Envelope, Runtime};
 
 /// Live WASM agents spawned for the memory figure.
 const LIVE_AGENTS: usize = 10_000;
@@ -43,8 +60,9 @@ const BATCHES: [usize; 3] = [1, 16, 64];
 /// Messages per timed round (a multiple of every batch size).
 const ROUND: usize = 1024;
 
+/// The WAT echo fixture wrapped into a component of the agent world.
 fn component() -> Vec<u8> {
-    let wat = include_str!("../../runtime/tests/fixtures/scripted.wat");
+    let wat = include_str!("../../runtime/tests/fixtures/echo.wat");
     let mut module = wat::parse_str(wat).expect("the fixture parses");
     let mut resolve = wit_parser::Resolve::default();
     let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../agents/sdk/wit");
@@ -67,8 +85,71 @@ fn component() -> Vec<u8> {
 }
 
 fn kind() -> Arc<WasmAgentKind> {
-    WasmAgentKind::from_bytes("scripted.wasm", &component(), WasmLimits::default())
+    WasmAgentKind::from_bytes("echo.wat", &component(), WasmLimits::default())
         .expect("the fixture loads")
+}
+
+/// The SDK's Rust echo guest, built from source; `None` (with a note) when
+/// the wasm32-wasip2 target is missing or the build fails.
+fn sdk_kind() -> Option<Arc<WasmAgentKind>> {
+    if !authoring::target_installed() {
+        eprintln!(
+            "wasm/echo/sdk: SKIPPED, the {} target is not installed",
+            authoring::TARGET
+        );
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents/examples/wasm/echo");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
+    let built = authoring::build(&dir, Some(&target))
+        .map_err(|e| eprintln!("wasm/echo/sdk: SKIPPED, {e}"))
+        .ok()?;
+    Some(WasmAgentKind::load(built, WasmLimits::default()).expect("the SDK echo loads"))
+}
+
+/// Counts an agent's `handle_batch` calls, so each row can print how many
+/// messages the agent took per wake-up (the producer/agent interplay; one
+/// relaxed add per batch, the same for every row).
+struct Calls<A> {
+    inner: A,
+    calls: Arc<AtomicU64>,
+}
+
+impl<A: Agent> Agent for Calls<A> {
+    async fn on_start(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
+        self.inner.on_start(ctx).await
+    }
+
+    async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.handle(ctx, msg).await
+    }
+
+    async fn handle_batch(
+        &mut self,
+        ctx: &mut Context,
+        batch: &[Envelope],
+    ) -> Result<(), AgentError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.handle_batch(ctx, batch).await
+    }
+}
+
+/// Spawns `name` from `factory`, wrapped in [`Calls`]; returns the counter.
+fn spawn_counted<A: Agent>(
+    rt: &Runtime,
+    name: &str,
+    config: AgentConfig,
+    factory: impl Fn() -> A + Send + Sync + 'static,
+) -> Arc<AtomicU64> {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&calls);
+    rt.spawn(name, config, move || Calls {
+        inner: factory(),
+        calls: Arc::clone(&counter),
+    })
+    .expect("spawn");
+    calls
 }
 
 /// Resident memory now: the median of five reads 20 ms apart (one read
@@ -187,26 +268,42 @@ fn live_agents() {
 }
 
 fn bench(c: &mut Criterion) {
-    live_agents();
+    if std::env::var_os("SWITCHYARD_BENCH_SKIP_LIVE").is_none() {
+        live_agents();
+    }
     let kind = kind();
+    let sdk = sdk_kind();
     c.bench_function("wasm/instantiate", |b| {
         b.iter(|| kind.probe().expect("probe"))
     });
 
     let tokio = tokio_runtime();
     let config = AgentConfig::default().max_batch(64).capacity(4096);
-    let rt = {
+    let (rt, calls) = {
         let _guard = tokio.enter();
         let rt = Runtime::new();
-        rt.spawn("native", config, || Echo).expect("spawn");
-        rt.spawn("wasm", config, kind.factory()).expect("spawn");
-        rt
+        let mut calls = HashMap::new();
+        calls.insert("native", spawn_counted(&rt, "native", config, || Echo));
+        calls.insert("wasm", spawn_counted(&rt, "wasm", config, kind.factory()));
+        if let Some(sdk) = &sdk {
+            calls.insert("sdk", spawn_counted(&rt, "sdk", config, sdk.factory()));
+        }
+        (rt, calls)
+    };
+    let agents: &[&'static str] = if sdk.is_some() {
+        &["native", "wasm", "sdk"]
+    } else {
+        &["native", "wasm"]
     };
     let payload = Bytes::from(vec![7u8; 64]);
     let mut group = c.benchmark_group("wasm/echo");
     for batch in BATCHES {
         group.throughput(Throughput::Elements(ROUND as u64));
-        for agent in ["native", "wasm"] {
+        for &agent in agents {
+            let before = (
+                calls[agent].load(Ordering::Relaxed),
+                rt.agent_accounting(agent).expect("agent").handled,
+            );
             group.bench_with_input(BenchmarkId::new(agent, batch), &batch, |b, &batch| {
                 b.iter_custom(|iters| {
                     let rt = rt.clone();
@@ -230,6 +327,14 @@ fn bench(c: &mut Criterion) {
                     })
                 })
             });
+            let calls = calls[agent].load(Ordering::Relaxed) - before.0;
+            let handled = rt.agent_accounting(agent).expect("agent").handled - before.1;
+            if calls > 0 {
+                println!(
+                    "wasm/echo/{agent}/{batch}: {:.1} messages per handle_batch call",
+                    handled as f64 / calls as f64
+                );
+            }
         }
     }
     group.finish();

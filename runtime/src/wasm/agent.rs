@@ -83,32 +83,58 @@ fn kind_code(kind: Kind) -> u8 {
     }
 }
 
-/// Appends `env` to a packed batch: the header built on the stack and
-/// appended at once, then the payload and the padding (three copies, no
-/// per-field capacity checks).
-fn pack(buf: &mut Vec<u8>, env: &Envelope) {
+/// Bytes `env`'s record takes in a packed batch: the header, the payload
+/// (cut at `u32::MAX`, the layout's length field) and padding to 8.
+fn packed_len(env: &Envelope) -> usize {
+    let n = env.payload().len().min(u32::MAX as usize);
+    PACKED_HEADER + n.next_multiple_of(8)
+}
+
+/// Writes `env` into `record` (exactly [`packed_len`] bytes): every byte,
+/// padding included, so the buffer needs no clearing between batches.
+fn pack_into(record: &mut [u8], env: &Envelope) {
     let from = env.from().map(|a| a.get());
     let correlation = env.correlation().map(|m| m.get());
     let key = env.key();
-    let payload = env.payload();
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let (header, body) = record.split_at_mut(PACKED_HEADER);
+    let payload = &env.payload()[..env.payload().len().min(u32::MAX as usize)];
     let flags = u8::from(from.is_some())
         | u8::from(correlation.is_some()) << 1
         | u8::from(key.is_some()) << 2;
-    let mut header = [0u8; PACKED_HEADER];
     header[0..8].copy_from_slice(&env.id().get().to_le_bytes());
     header[8..16].copy_from_slice(&from.unwrap_or(0).to_le_bytes());
     header[16..24].copy_from_slice(&correlation.unwrap_or(0).to_le_bytes());
     header[24..32].copy_from_slice(&key.unwrap_or(0).to_le_bytes());
-    header[32..36].copy_from_slice(&len.to_le_bytes());
+    // `payload` is at most u32::MAX bytes (see `packed_len`).
+    header[32..36].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     header[36] = kind_code(env.kind());
     header[37] = flags;
-    let body = &payload[..len as usize];
-    let pad = (8 - body.len() % 8) % 8;
-    buf.reserve(PACKED_HEADER + body.len() + pad);
-    buf.extend_from_slice(&header);
-    buf.extend_from_slice(body);
-    buf.extend_from_slice(&[0u8; 8][..pad]);
+    header[38..40].fill(0);
+    let (data, pad) = body.split_at_mut(payload.len());
+    data.copy_from_slice(payload);
+    pad.fill(0);
+}
+
+/// Packs `batch` into `buf` (layout in `agents/sdk/wit/agent.wit`) and
+/// records the index of every ask in `asks`. One pass to size the buffer,
+/// one to fill it: no per-message capacity checks, and no clearing (every
+/// byte is written), so a buffer reused across batches is not touched twice.
+fn pack_batch(buf: &mut Vec<u8>, batch: &[Envelope], asks: &mut Vec<(u64, u32)>) {
+    let total = batch.iter().map(packed_len).sum();
+    if buf.len() < total {
+        buf.resize(total, 0);
+    } else {
+        buf.truncate(total);
+    }
+    let mut rest = buf.as_mut_slice();
+    for (i, env) in batch.iter().enumerate() {
+        if env.kind() == Kind::Ask {
+            asks.push((env.id().get(), i as u32));
+        }
+        let (record, tail) = rest.split_at_mut(packed_len(env));
+        pack_into(record, env);
+        rest = tail;
+    }
 }
 
 /// A Switchyard agent backed by a WASM component instance.
@@ -212,32 +238,23 @@ impl WasmAgent {
             return Err(AgentError::new("WASM instance missing after start"));
         };
         let cpu = self.kind.limits.cpu_per_message;
-        let mut call = std::mem::take(&mut live.store.data_mut().call);
+        let call = &mut live.store.data_mut().call;
         call.asks.clear();
         call.progress = 0;
-        let mut packed = std::mem::take(&mut live.packed);
-        packed.clear();
-        for (i, env) in batch.iter().enumerate() {
-            if env.kind() == Kind::Ask {
-                call.asks.push((env.id().get(), i as u32));
-            }
-            pack(&mut packed, env);
-        }
-        live.store.data_mut().call = call;
+        pack_batch(&mut live.packed, batch, &mut call.asks);
         live.store
             .set_epoch_deadline(deadline_ticks(cpu, batch.len()));
         // One list<u8>: lowered with a single copy into guest memory.
-        let result = live.world.call_handle_packed(&mut live.store, &packed);
-        if packed.capacity() <= MAX_KEPT_PACKED {
-            live.packed = packed;
+        let result = live.world.call_handle_packed(&mut live.store, &live.packed);
+        if live.packed.capacity() > MAX_KEPT_PACKED {
+            live.packed = Vec::new();
         }
-        let mut call = std::mem::take(&mut live.store.data_mut().call);
         let memory_denied = live.store.data().limiter.memory_denied;
-        Self::flush(ctx, batch, &mut call).await;
-        let progress = call.progress as usize;
-        if let Some(live) = self.live.as_mut() {
-            live.store.data_mut().call = call;
+        let call = &mut live.store.data_mut().call;
+        if !call.is_empty() {
+            Self::flush(ctx, batch, call).await;
         }
+        let progress = call.progress as usize;
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err((index, e))) => {
@@ -276,5 +293,117 @@ impl Agent for WasmAgent {
         batch: &[Envelope],
     ) -> Result<(), AgentError> {
         self.run(ctx, batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::address::AgentId;
+    use crate::envelope::MessageId;
+    use crate::wasm::WasmLimits;
+    use crate::{AgentConfig, Runtime};
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    #[test]
+    fn a_packed_batch_follows_the_documented_layout() {
+        let batch = [
+            Envelope::tell(&b"abc"[..]).with_key_hash(7),
+            Envelope::ask(&b"12345678"[..])
+                .with_from(AgentId::next())
+                .with_correlation(MessageId::from_raw(9).expect("non-zero")),
+            Envelope::tell(Bytes::new()),
+        ];
+        let [tell, ask, _] = &batch;
+        // A stale, longer buffer: every byte of the new batch is rewritten.
+        let mut buf = vec![0xAA; 512];
+        let mut asks = Vec::new();
+        pack_batch(&mut buf, &batch, &mut asks);
+        assert_eq!(buf.len(), 48 + 48 + 40);
+        assert_eq!(asks, vec![(ask.id().get(), 1)]);
+
+        let r0 = &buf[0..48];
+        assert_eq!(u64_at(r0, 0), tell.id().get());
+        assert_eq!(u64_at(r0, 24), 7);
+        assert_eq!(&r0[32..36], &3u32.to_le_bytes());
+        assert_eq!(r0[36], 0, "tell");
+        assert_eq!(r0[37], 0b100, "key only");
+        assert_eq!(&r0[38..40], &[0, 0]);
+        assert_eq!(&r0[40..43], b"abc");
+        assert_eq!(&r0[43..48], &[0; 5], "padding is zero");
+
+        let r1 = &buf[48..96];
+        assert_eq!(u64_at(r1, 0), ask.id().get());
+        assert_eq!(u64_at(r1, 8), ask.from().expect("from").get());
+        assert_eq!(u64_at(r1, 16), 9);
+        assert_eq!(r1[36], 1, "ask");
+        assert_eq!(r1[37], 0b011, "from and correlation");
+        assert_eq!(&r1[40..48], b"12345678");
+
+        let r2 = &buf[96..136];
+        assert_eq!(&r2[32..36], &[0; 4]);
+        assert_eq!(r2[37], 0);
+
+        // Reused for a smaller batch: shrinks to it.
+        pack_batch(&mut buf, &batch[2..], &mut asks);
+        assert_eq!(buf.len(), 40);
+    }
+
+    fn echo_component() -> Vec<u8> {
+        let wat = include_str!("../../tests/fixtures/echo.wat");
+        let mut module = wat::parse_str(wat).expect("the fixture parses");
+        let mut resolve = wit_parser::Resolve::default();
+        let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../agents/sdk/wit");
+        let (pkg, _) = resolve.push_path(wit).expect("the WIT parses");
+        let world = resolve
+            .select_world(&[pkg], Some("agent"))
+            .expect("the world exists");
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .expect("metadata embeds");
+        wit_component::ComponentEncoder::default()
+            .module(&module)
+            .expect("module accepted")
+            .validate(true)
+            .encode()
+            .expect("component encodes")
+    }
+
+    /// The bench's WASM echo fixture answers the asks of a mixed batch with
+    /// their own payloads and handles the tells around them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_echo_fixture_replies_to_asks_in_a_packed_batch() {
+        let kind = WasmAgentKind::from_bytes("echo.wat", &echo_component(), WasmLimits::default())
+            .expect("the echo fixture loads");
+        let rt = Runtime::new();
+        rt.spawn("echo", AgentConfig::default(), kind.factory())
+            .expect("spawn");
+        let tells: Vec<Envelope> = (0..63u8).map(|i| Envelope::tell(vec![i; 64])).collect();
+        rt.tell_batch("echo", tells).await.expect("accepted");
+        for payload in [&b"first"[..], b"", &[9u8; 300]] {
+            let reply = rt
+                .ask(
+                    "echo",
+                    Envelope::ask(payload.to_vec()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("the echo answers");
+            assert_eq!(reply.payload().as_ref(), payload);
+        }
+        let handled = rt.agent_accounting("echo").expect("agent").handled;
+        assert_eq!(handled, 63 + 3);
+        rt.shutdown(Duration::from_secs(5)).await;
     }
 }

@@ -73,6 +73,11 @@ impl CallState {
     fn queued(&self) -> usize {
         self.publishes.len() + self.out_asks.len()
     }
+
+    /// Whether the call left nothing for the agent to carry out.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.replies.is_empty() && self.publishes.is_empty() && self.out_asks.is_empty()
+    }
 }
 
 /// The data of one store: who the instance is and what it may do.
