@@ -701,10 +701,7 @@ impl Runtime {
             let Some(l) = guard.as_ref() else { continue };
             let m = merged
                 .get_or_insert_with(|| std::array::from_fn(|_| crate::slo::report_histogram()));
-            let sojourn = l.sojourn_now();
-            for (into, from) in m.iter_mut().zip([&l.queue, &l.service, &sojourn, &l.ask]) {
-                from.merge_into(into);
-            }
+            l.merge_into(m);
         }
         merged.map(|[q, s, j, a]| AgentLatencyInfo {
             queue_us: Percentiles::of(&q),

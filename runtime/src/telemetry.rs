@@ -22,7 +22,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::cell::AgentCell;
 use crate::deadletter::DeadLetterReason;
 use crate::runtime::{Inner, Runtime};
-use crate::slo::{CompactHistogram, SloReport, SloStatus, SloTargets, SloVerdict, WINDOWS, Window};
+use crate::slo::{SloReport, SloStatus, SloTargets, SloVerdict, SparseHistogram, WINDOWS, Window};
 
 /// Verdicts (and violation warnings) are computed every this many ticks:
 /// merging window slots for every agent each second would cost more than it
@@ -144,7 +144,7 @@ struct Tick<'a> {
     rt: &'a Runtime,
     evaluate: bool,
     now: u64,
-    global: CompactHistogram,
+    global: SparseHistogram,
     dh: u64,
     df: u64,
 }
@@ -155,7 +155,7 @@ impl<'a> Tick<'a> {
             rt,
             evaluate,
             now: rt.inner.started.elapsed().as_secs(),
-            global: CompactHistogram::new(),
+            global: SparseHistogram::new(),
             dh: 0,
             df: 0,
         }

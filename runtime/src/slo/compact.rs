@@ -1,69 +1,147 @@
-//! A latency histogram that allocates only the magnitudes it has seen.
+//! Latency histograms that hold only the buckets they have seen.
 //!
-//! Same buckets as an HdrHistogram over 1 µs..60 s at 2 significant figures
-//! (256 unit-wide buckets below 256 µs, then 128 sub-buckets per power of
-//! two), but counts live in chunks of 128 that are allocated on first use.
-//! An agent whose latencies stay under 1 ms touches 2-4 chunks (1 KiB each)
-//! instead of the 20 KiB a dense histogram commits up front, and it keeps
-//! about a dozen of them (cumulative, interval, window slots); see
-//! docs/decisions/0008-compact-agent-histograms.md.
+//! Both types below use the buckets of an HdrHistogram over 1 µs..60 s at 2
+//! significant figures (256 unit-wide buckets below 256 µs, then 128 per
+//! power of two), numbered by a [`Key`] that grows with the value. They differ
+//! in how they store counts:
+//! - [`CompactHistogram`], the hot-path recorder of one tick's interval:
+//!   chunks of 32 counts (256 bytes) allocated on first use, so recording is a
+//!   `leading_zeros`, an index and an add. A chunk left unused for a whole
+//!   interval is freed at the next reset, so a rare slow sample costs 256
+//!   bytes for about a second.
+//! - [`SparseHistogram`], what agents keep (cumulative histograms, window
+//!   slots): sorted `(key, count)` pairs, 16 bytes per distinct bucket,
+//!   merged from an interval once per tick.
 //!
-//! Reads convert to an HdrHistogram ([`CompactHistogram::merge_into`]): each
-//! count is recorded at its bucket's lowest value, which lands in the same
-//! bucket at 2 figures and is what HdrHistogram's own `add` does across
-//! precisions. Percentile arithmetic is never re-implemented here.
+//! A dense 2-figure HdrHistogram commits 20 KiB each, and an agent keeps 16
+//! histograms; see docs/decisions/0008-compact-agent-histograms.md. Reads
+//! compute percentiles in one pass with HdrHistogram's semantics, or convert
+//! to an HdrHistogram ([`Buckets::merge_into`]) by recording each count at
+//! its bucket's lowest value, which is what HdrHistogram's own `add` does
+//! across precisions.
 
 use super::histogram::{HIGHEST_US, LOWEST_US, LatencyHistogram, Percentiles, agent_histogram};
 
-/// Entries per chunk: one power of two at 2 significant figures.
-const CHUNK: usize = 128;
-/// Chunk of the highest trackable value (60 s = 2^25.8 µs).
-const CHUNKS: usize = chunk_of(HIGHEST_US) + 1;
+/// A bucket's number: `magnitude * SUBS + sub`, ascending with its values.
+pub type Key = u32;
 
-/// Chunk index of `us` (already clamped): values under 128 are chunk 0,
-/// 128..256 chunk 1, then one chunk per power of two.
-const fn chunk_of(us: u64) -> usize {
-    if us < CHUNK as u64 {
+/// Buckets per magnitude (power of two) at 2 significant figures.
+const SUBS: usize = 128;
+/// Counts per chunk of a [`CompactHistogram`]: a quarter of a magnitude.
+const CHUNK: usize = 32;
+/// Magnitude of the highest trackable value (60 s = 2^25.8 µs).
+const MAGNITUDES: usize = magnitude_of(HIGHEST_US) + 1;
+
+/// Magnitude of `us` (already clamped): values under 128 are magnitude 0,
+/// 128..256 magnitude 1, then one per power of two.
+const fn magnitude_of(us: u64) -> usize {
+    if us < SUBS as u64 {
         0
     } else {
-        // msb >= 7, so the chunk is >= 1.
+        // msb >= 7, so the magnitude is >= 1.
         (63 - us.leading_zeros() as usize) - 6
     }
 }
 
-/// Chunk index and offset within it of `us`.
+/// The bucket holding `us` microseconds (clamped to the trackable range).
 #[inline]
-fn locate(us: u64) -> (usize, usize) {
-    let chunk = chunk_of(us);
-    if chunk == 0 {
-        (0, us as usize)
+fn key_of(us: u64) -> Key {
+    let us = us.clamp(LOWEST_US, HIGHEST_US);
+    let mag = magnitude_of(us);
+    let sub = if mag == 0 {
+        us as usize
     } else {
-        (chunk, ((us >> (chunk - 1)) as usize) - CHUNK)
+        ((us >> (mag - 1)) as usize) - SUBS
+    };
+    (mag * SUBS + sub) as Key
+}
+
+/// Lowest value of bucket `key`.
+fn lowest(key: Key) -> u64 {
+    let (mag, sub) = (key as usize / SUBS, key as usize % SUBS);
+    if mag == 0 {
+        sub as u64
+    } else {
+        ((SUBS + sub) as u64) << (mag - 1)
     }
 }
 
-/// Lowest value of the bucket at (`chunk`, `offset`).
-fn lowest(chunk: usize, offset: usize) -> u64 {
-    if chunk == 0 {
-        offset as u64
-    } else {
-        ((CHUNK + offset) as u64) << (chunk - 1)
-    }
+/// Width of bucket `key`: 1 µs up to 256 µs, then doubling per magnitude.
+fn width(key: Key) -> u64 {
+    1 << (key as usize / SUBS).saturating_sub(1)
 }
 
-/// Width of the buckets of `chunk`: 1 µs up to 256 µs, then doubling.
-fn width(chunk: usize) -> u64 {
-    1 << chunk.saturating_sub(1)
-}
-
-/// Quantiles read by [`CompactHistogram::percentiles`], ascending.
+/// Quantiles read by [`Buckets::percentiles`], ascending.
 const QUANTILES: [f64; 4] = [0.50, 0.90, 0.99, 0.999];
 
-/// Latency histogram in microseconds whose counts are allocated per
-/// magnitude on first use.
+/// Read access shared by both histogram types.
+pub trait Buckets {
+    /// Samples recorded.
+    fn len(&self) -> u64;
+
+    /// Non-empty buckets as `(key, count)`, ascending.
+    fn buckets(&self) -> impl Iterator<Item = (Key, u64)> + '_;
+
+    /// Whether nothing is recorded.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Percentiles in one pass, with HdrHistogram's semantics: a quantile's
+    /// bucket is the first whose running count reaches `ceil(q * len)`.
+    /// Returns them twice: with each bucket's highest value (as
+    /// [`Percentiles::of`]) and with its lowest (as [`Percentiles::floor_of`],
+    /// what SLO checks compare). The mean uses bucket midpoints.
+    fn percentiles(&self) -> (Percentiles, Percentiles) {
+        let len = self.len();
+        if len == 0 {
+            return (Percentiles::default(), Percentiles::default());
+        }
+        let targets = QUANTILES.map(|q| ((q * len as f64).ceil() as u64).max(1));
+        let mut found = [0; 4];
+        let (mut next, mut seen, mut sum, mut last) = (0, 0u64, 0f64, 0);
+        for (key, n) in self.buckets() {
+            seen += n;
+            sum += (lowest(key) + width(key) / 2) as f64 * n as f64;
+            last = key;
+            while next < targets.len() && seen >= targets[next] {
+                found[next] = key;
+                next += 1;
+            }
+        }
+        let high = |k| lowest(k) + width(k) - 1;
+        let read = |value: &dyn Fn(Key) -> u64| Percentiles {
+            count: len,
+            p50: value(found[0]),
+            p90: value(found[1]),
+            p99: value(found[2]),
+            p999: value(found[3]),
+            max: high(last),
+            mean: sum / len as f64,
+        };
+        (read(&high), read(&lowest))
+    }
+
+    /// Adds every sample into `into`, an HdrHistogram of any precision.
+    fn merge_into(&self, into: &mut LatencyHistogram) {
+        for (key, n) in self.buckets() {
+            // Cannot fail: every recorded bucket's lowest value is in range.
+            let _ = into.record_n(lowest(key).max(LOWEST_US), n);
+        }
+    }
+
+    /// The samples as a 2-significant-figure HdrHistogram.
+    fn to_hdr(&self) -> LatencyHistogram {
+        let mut h = agent_histogram();
+        self.merge_into(&mut h);
+        h
+    }
+}
+
+/// The hot-path recorder: counts in 256-byte chunks allocated on first use.
 #[derive(Clone, Debug, Default)]
 pub struct CompactHistogram {
-    /// Indexed by [`chunk_of`]; grown only as far as the largest value seen.
+    /// Chunk `key / CHUNK`; grown only as far as the largest value seen.
     chunks: Vec<Option<Box<[u64; CHUNK]>>>,
     len: u64,
 }
@@ -80,8 +158,12 @@ impl CompactHistogram {
     /// Records `us` microseconds (clamped to the trackable range) `n` times.
     #[inline]
     pub fn record_n(&mut self, us: u64, n: u64) {
-        let (chunk, offset) = locate(us.clamp(LOWEST_US, HIGHEST_US));
-        self.counts_mut(chunk)[offset] += n;
+        let key = key_of(us) as usize;
+        let chunk = key / CHUNK;
+        if self.chunks.len() <= chunk {
+            self.chunks.resize_with(chunk + 1, || None);
+        }
+        self.chunks[chunk].get_or_insert_with(|| Box::new([0; CHUNK]))[key % CHUNK] += n;
         self.len += n;
     }
 
@@ -91,107 +173,23 @@ impl CompactHistogram {
         self.record_n(nanos / 1_000, n);
     }
 
-    fn counts_mut(&mut self, chunk: usize) -> &mut [u64; CHUNK] {
-        if self.chunks.len() <= chunk {
-            self.chunks.resize_with(chunk + 1, || None);
-        }
-        self.chunks[chunk].get_or_insert_with(|| Box::new([0; CHUNK]))
-    }
-
-    /// Samples recorded.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether nothing is recorded.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Adds every sample of `other`.
-    pub fn add(&mut self, other: &CompactHistogram) {
-        for (chunk, counts) in other.chunks.iter().enumerate() {
-            let Some(counts) = counts else { continue };
-            if counts.iter().all(|&c| c == 0) {
-                continue;
-            }
-            let into = self.counts_mut(chunk);
-            for (a, b) in into.iter_mut().zip(counts.iter()) {
-                *a += b;
-            }
-        }
-        self.len += other.len;
-    }
-
-    /// Zeroes every count and keeps the chunks, so a histogram refilled at
-    /// the same magnitudes (an interval, once per tick) does not reallocate.
+    /// Empties the histogram. Chunks that were used since the last reset are
+    /// zeroed and kept (the next interval likely fills them again); the
+    /// others are freed, so one slow sample does not pin a chunk forever.
     pub fn reset(&mut self) {
-        for counts in self.chunks.iter_mut().flatten() {
-            counts.fill(0);
+        for slot in &mut self.chunks {
+            if let Some(counts) = slot {
+                if counts.iter().all(|&c| c == 0) {
+                    *slot = None;
+                } else {
+                    counts.fill(0);
+                }
+            }
+        }
+        while self.chunks.last().is_some_and(Option::is_none) {
+            self.chunks.pop();
         }
         self.len = 0;
-    }
-
-    /// Adds every sample into `into`, an HdrHistogram of any precision.
-    pub fn merge_into(&self, into: &mut LatencyHistogram) {
-        for (chunk, counts) in self.chunks.iter().enumerate() {
-            let Some(counts) = counts else { continue };
-            for (offset, &n) in counts.iter().enumerate() {
-                if n > 0 {
-                    // Cannot fail: every bucket's lowest value is in range
-                    // (chunk 0, offset 0 is never recorded: values are >= 1).
-                    let _ = into.record_n(lowest(chunk, offset).max(LOWEST_US), n);
-                }
-            }
-        }
-    }
-
-    /// Percentiles in one pass over the allocated chunks, with HdrHistogram's
-    /// semantics: the quantile's bucket is the first whose running count
-    /// reaches `ceil(q * len)`; `high` reports its highest value (as
-    /// [`Percentiles::of`] does), `floor` its lowest (as
-    /// [`Percentiles::floor_of`], what SLO checks compare). The mean uses
-    /// bucket midpoints. Cheap enough to run for every agent every few
-    /// seconds, unlike converting to a dense histogram first.
-    pub fn percentiles(&self) -> (Percentiles, Percentiles) {
-        if self.is_empty() {
-            return (Percentiles::default(), Percentiles::default());
-        }
-        let targets = QUANTILES.map(|q| ((q * self.len as f64).ceil() as u64).max(1));
-        let mut found = [(0, 0); 4];
-        let (mut next, mut seen, mut sum, mut last) = (0, 0u64, 0f64, (0, 0));
-        for (chunk, counts) in self.chunks.iter().enumerate() {
-            let Some(counts) = counts else { continue };
-            for (offset, &n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-                seen += n;
-                let low = lowest(chunk, offset);
-                sum += (low + width(chunk) / 2) as f64 * n as f64;
-                last = (chunk, offset);
-                while next < targets.len() && seen >= targets[next] {
-                    found[next] = (chunk, offset);
-                    next += 1;
-                }
-            }
-        }
-        let high = |(c, o): (usize, usize)| lowest(c, o) + width(c) - 1;
-        let floor = |(c, o): (usize, usize)| lowest(c, o);
-        let read = |value: &dyn Fn((usize, usize)) -> u64| Percentiles {
-            count: self.len,
-            p50: value(found[0]),
-            p90: value(found[1]),
-            p99: value(found[2]),
-            p999: value(found[3]),
-            max: high(last),
-            mean: sum / self.len as f64,
-        };
-        (read(&high), read(&floor))
-    }
-
-    /// The samples as a 2-significant-figure HdrHistogram.
-    pub fn to_hdr(&self) -> LatencyHistogram {
-        let mut h = agent_histogram();
-        self.merge_into(&mut h);
-        h
     }
 
     /// Heap bytes held by the counts.
@@ -201,69 +199,207 @@ impl CompactHistogram {
     }
 }
 
-const _: () = assert!(CHUNKS == 20, "60 s in µs spans 20 chunks");
+impl Buckets for CompactHistogram {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn buckets(&self) -> impl Iterator<Item = (Key, u64)> + '_ {
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .flat_map(|(i, counts)| {
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(move |(j, &n)| ((i * CHUNK + j) as Key, n))
+            })
+    }
+}
+
+/// What agents keep: sorted `(key, count)` pairs, one per non-empty bucket.
+#[derive(Clone, Debug, Default)]
+pub struct SparseHistogram {
+    entries: Vec<(Key, u64)>,
+    len: u64,
+}
+
+impl SparseHistogram {
+    /// An empty histogram; allocates nothing.
+    pub const fn new() -> SparseHistogram {
+        SparseHistogram {
+            entries: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Records `nanos` (converted to whole microseconds, clamped) once.
+    pub fn record_nanos(&mut self, nanos: u64) {
+        let key = key_of(nanos / 1_000);
+        match self.entries.binary_search_by_key(&key, |e| e.0) {
+            Ok(i) => self.entries[i].1 += 1,
+            Err(i) => self.entries.insert(i, (key, 1)),
+        }
+        self.len += 1;
+    }
+
+    /// Adds every sample of `other`: in place when it brings no new bucket
+    /// (the steady state of a cumulative histogram), else one merge.
+    pub fn add(&mut self, other: &impl Buckets) {
+        if other.is_empty() {
+            return;
+        }
+        let mut fresh = 0;
+        let mut i = 0;
+        for (key, n) in other.buckets() {
+            while i < self.entries.len() && self.entries[i].0 < key {
+                i += 1;
+            }
+            match self.entries.get_mut(i) {
+                Some(e) if e.0 == key => e.1 += n,
+                _ => fresh += 1,
+            }
+        }
+        if fresh > 0 {
+            // The pass above added the counts of existing buckets; merge in
+            // the new ones.
+            let mut merged = Vec::with_capacity(self.entries.len() + fresh);
+            let mut old = self.entries.iter().copied().peekable();
+            for (key, n) in other.buckets() {
+                while let Some(e) = old.next_if(|e| e.0 < key) {
+                    merged.push(e);
+                }
+                match old.peek() {
+                    Some(e) if e.0 == key => merged.push(old.next().expect("peeked")),
+                    _ => merged.push((key, n)),
+                }
+            }
+            merged.extend(old);
+            self.entries = merged;
+        }
+        self.len += other.len();
+    }
+
+    /// Empties the histogram and keeps its capacity.
+    pub fn reset(&mut self) {
+        self.entries.clear();
+        self.len = 0;
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * size_of::<(Key, u64)>()
+    }
+}
+
+impl Buckets for SparseHistogram {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn buckets(&self) -> impl Iterator<Item = (Key, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+const _: () = assert!(MAGNITUDES == 20, "60 s in µs spans 20 magnitudes");
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use std::time::Duration;
+
+    use proptest::prelude::*;
 
     use super::super::histogram::{Percentiles, record};
     use super::*;
 
     #[test]
-    fn chunks_tile_the_range_without_gaps() {
-        let mut expected = (0, 0);
-        for us in 1..=1 << 20 {
-            let (chunk, offset) = locate(us);
-            assert!(offset < CHUNK, "{us}: offset {offset}");
-            assert!(lowest(chunk, offset) <= us, "{us}");
-            if (chunk, offset) != expected {
-                // A new bucket starts exactly at its lowest value.
-                assert_eq!(lowest(chunk, offset), us, "{us}");
+    fn buckets_tile_the_range_without_gaps() {
+        let mut previous = key_of(1);
+        assert_eq!(lowest(previous), 1);
+        for us in 2..=1 << 20 {
+            let key = key_of(us);
+            assert!(lowest(key) <= us && us < lowest(key) + width(key), "{us}");
+            if key != previous {
+                // Keys are consecutive, and a bucket starts at its lowest value.
+                assert_eq!((key, lowest(key)), (previous + 1, us), "{us}");
             }
-            expected = (chunk, offset);
+            previous = key;
         }
-        assert_eq!(chunk_of(HIGHEST_US), CHUNKS - 1);
+        assert_eq!(key_of(u64::MAX), key_of(HIGHEST_US));
+        assert_eq!(magnitude_of(HIGHEST_US), MAGNITUDES - 1);
     }
 
     #[test]
-    fn only_seen_magnitudes_are_allocated() {
+    fn only_seen_chunks_are_allocated_and_idle_ones_are_freed() {
         let mut h = CompactHistogram::new();
         assert_eq!(h.heap_bytes(), 0);
+        // 32..63 µs is chunk 1, 256..319 µs chunk 8.
         h.record_n(50, 3);
         h.record_n(300, 1);
-        // Chunk 0 (under 128 µs) and chunk 2 (256..512 µs).
         assert_eq!(h.chunks.iter().flatten().count(), 2);
         assert_eq!(h.len(), 4);
         h.reset();
         assert!(h.is_empty());
         assert_eq!(h.chunks.iter().flatten().count(), 2);
+        // Only 50 µs again: the chunk of 300 µs was idle for an interval.
+        h.record_n(50, 1);
+        h.reset();
+        h.reset();
+        assert!(h.chunks.is_empty(), "{:?}", h.chunks);
+    }
+
+    #[test]
+    fn sparse_merges_keep_keys_sorted_and_counts_exact() {
+        let mut interval = CompactHistogram::new();
+        let mut sparse = SparseHistogram::new();
+        for round in 0..3u64 {
+            for us in [5, 700, 90, 5 + round * 1000] {
+                interval.record_n(us, 2);
+            }
+            sparse.add(&interval);
+            interval.reset();
+        }
+        sparse.record_nanos(42_000);
+        let keys: Vec<Key> = sparse.buckets().map(|(k, _)| k).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(sparse.len(), 25);
+        assert_eq!(sparse.buckets().map(|(_, n)| n).sum::<u64>(), 25);
+        let at = |us| sparse.buckets().find(|e| e.0 == key_of(us)).map(|e| e.1);
+        assert_eq!(
+            (at(5), at(700), at(42), at(2005)),
+            (Some(8), Some(6), Some(1), Some(2))
+        );
     }
 
     proptest! {
-        /// Every sample lands in the bucket a dense 2-figure HdrHistogram
-        /// would put it in, so percentiles read after conversion are the same.
+        /// Both types put every sample in the bucket a dense 2-figure
+        /// HdrHistogram would, and read the same percentiles.
         #[test]
-        fn converts_to_the_same_percentiles_as_a_dense_histogram(
+        fn read_the_same_percentiles_as_a_dense_histogram(
             samples in prop::collection::vec((0u64..120_000_000_000, 1u64..5), 1..200)
         ) {
             let mut compact = CompactHistogram::new();
+            let mut sparse = SparseHistogram::new();
             let mut dense = agent_histogram();
-            for &(nanos, n) in &samples {
+            for (i, &(nanos, n)) in samples.iter().enumerate() {
                 compact.record_nanos(nanos, n);
                 record(&mut dense, Duration::from_nanos(nanos), n);
+                if i % 7 == 0 {
+                    sparse.add(&compact);
+                    compact.reset();
+                }
             }
-            let mut halves = CompactHistogram::new();
-            halves.add(&compact);
-            let converted = halves.to_hdr();
+            sparse.add(&compact);
+            let converted = sparse.to_hdr();
             prop_assert_eq!(converted.len(), dense.len());
             let (a, b) = (Percentiles::of(&converted), Percentiles::of(&dense));
             prop_assert_eq!((a.p50, a.p90, a.p99, a.p999), (b.p50, b.p90, b.p99, b.p999));
             prop_assert_eq!(dense.highest_equivalent(a.max), dense.highest_equivalent(b.max));
             // The one-pass reading agrees with HdrHistogram's on the dense one.
-            let (high, floor) = compact.percentiles();
+            let (high, floor) = sparse.percentiles();
             let dense_floor = Percentiles::floor_of(&dense);
             prop_assert_eq!((high.p50, high.p90, high.p99, high.p999), (b.p50, b.p90, b.p99, b.p999));
             prop_assert_eq!(

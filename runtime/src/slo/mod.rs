@@ -30,7 +30,7 @@ mod window;
 use std::fmt;
 use std::time::Duration;
 
-pub use compact::CompactHistogram;
+pub use compact::{Buckets, CompactHistogram, SparseHistogram};
 pub use histogram::{
     AGENT_SIGFIGS, HIGHEST_US, LOWEST_US, LatencyHistogram, Percentiles, REPORT_SIGFIGS,
     agent_histogram, merge, record, report_histogram,
@@ -201,7 +201,7 @@ impl SloVerdict {
         window_s: u64,
         covered_s: u64,
         targets: SloTargets,
-        hist: &CompactHistogram,
+        hist: &SparseHistogram,
         handled: u64,
         failed: u64,
     ) -> SloVerdict {
@@ -295,10 +295,10 @@ impl fmt::Display for SloReport {
 mod tests {
     use super::*;
 
-    fn hist_of(us: &[u64]) -> CompactHistogram {
-        let mut h = CompactHistogram::new();
+    fn hist_of(us: &[u64]) -> SparseHistogram {
+        let mut h = SparseHistogram::new();
         for v in us {
-            h.record_n(*v, 1);
+            h.record_nanos(*v * 1_000);
         }
         h
     }
@@ -336,7 +336,7 @@ mod tests {
             SloStatus::Fail
         );
         assert_eq!(
-            SloVerdict::evaluate("a", 10, 10, t, &CompactHistogram::new(), 0, 0).status,
+            SloVerdict::evaluate("a", 10, 10, t, &SparseHistogram::new(), 0, 0).status,
             SloStatus::NoData
         );
     }

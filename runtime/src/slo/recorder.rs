@@ -2,13 +2,16 @@
 //! filled, and the sliding windows the SLO evaluator reads.
 //!
 //! Ownership: the state sits behind the agent's own mutex, allocated at its
-//! first sample. Histograms are [`CompactHistogram`]s: a few KiB per agent,
-//! not the ~20 KiB each that dense ones would commit. The agent task locks it once per batch to record; the ticker
-//! locks it once per tick to roll windows. No lock is shared between agents.
+//! first sample. The agent task locks it once per batch to record into the
+//! interval's [`CompactHistogram`]s; the ticker locks it once per tick to
+//! merge the interval into the cumulative [`SparseHistogram`]s and the
+//! windows. No lock is shared between agents. Every sample is recorded once,
+//! on the hot path, and merged once per tick.
 
 use std::time::Duration;
 
-use super::compact::CompactHistogram;
+use super::compact::{Buckets, CompactHistogram, SparseHistogram};
+use super::histogram::LatencyHistogram;
 #[cfg(test)]
 use super::histogram::Percentiles;
 use super::window::Window;
@@ -16,21 +19,27 @@ use super::{SloStatus, WINDOWS};
 use crate::envelope::Envelope;
 use crate::envelope::Tick;
 
+/// Samples since the last tick.
+#[derive(Debug, Default)]
+struct Interval {
+    queue: CompactHistogram,
+    service: CompactHistogram,
+    sojourn: CompactHistogram,
+}
+
 /// Latency state of one agent.
 #[derive(Debug)]
 pub(crate) struct AgentLatency {
-    /// Enqueued to taken out of the mailbox.
-    pub queue: CompactHistogram,
+    /// Enqueued to taken out of the mailbox, up to the last tick.
+    queue: SparseHistogram,
     /// Handler time per message (batch time divided by batch size).
-    pub service: CompactHistogram,
+    service: SparseHistogram,
     /// Enqueued to handled (queue wait + service): what SLOs are checked on.
-    /// Holds the samples up to the last tick; add `interval` for the rest
-    /// ([`AgentLatency::sojourn_now`]), so each sample is recorded once.
-    pub sojourn: CompactHistogram,
-    /// Ask round trips as seen by askers.
-    pub ask: CompactHistogram,
-    /// Sojourn samples since the last tick.
-    interval: CompactHistogram,
+    sojourn: SparseHistogram,
+    /// Ask round trips as seen by askers (recorded directly: asks are rare
+    /// next to tells, and a sparse record is a binary search).
+    ask: SparseHistogram,
+    interval: Interval,
     pub windows: [Window; 2],
     last_handled: u64,
     last_failed: u64,
@@ -40,11 +49,11 @@ pub(crate) struct AgentLatency {
 impl AgentLatency {
     pub fn new() -> AgentLatency {
         AgentLatency {
-            queue: CompactHistogram::new(),
-            service: CompactHistogram::new(),
-            sojourn: CompactHistogram::new(),
-            ask: CompactHistogram::new(),
-            interval: CompactHistogram::new(),
+            queue: SparseHistogram::new(),
+            service: SparseHistogram::new(),
+            sojourn: SparseHistogram::new(),
+            ask: SparseHistogram::new(),
+            interval: Interval::default(),
             windows: WINDOWS.map(|(secs, slots)| Window::new(secs, slots)),
             last_handled: 0,
             last_failed: 0,
@@ -58,8 +67,12 @@ impl AgentLatency {
         if n == 0 {
             return;
         }
-        self.service.record_nanos(done.nanos_since(taken) / n, n);
-        let (queue, interval) = (&mut self.queue, &mut self.interval);
+        let Interval {
+            queue,
+            service,
+            sojourn: interval,
+        } = &mut self.interval;
+        service.record_nanos(done.nanos_since(taken) / n, n);
         // Runs of messages with the same enqueue stamp (a `tell_batch`) or the
         // same microsecond values are recorded with one `record_n` each.
         let mut run: Option<(u64, u64)> = None;
@@ -88,17 +101,27 @@ impl AgentLatency {
         }
     }
 
-    /// The cumulative sojourn histogram including the samples since the last
-    /// tick, or `None` without samples.
-    pub fn sojourn_now(&self) -> CompactHistogram {
-        let mut all = self.sojourn.clone();
-        all.add(&self.interval);
-        all
+    /// Adds the cumulative queue, service, sojourn and ask histograms,
+    /// including the samples since the last tick, into `into`.
+    pub fn merge_into(&self, into: &mut [LatencyHistogram; 4]) {
+        let i = &self.interval;
+        let [queue, service, sojourn, ask] = into;
+        for (into, (kept, fresh)) in [
+            (queue, (&self.queue, Some(&i.queue))),
+            (service, (&self.service, Some(&i.service))),
+            (sojourn, (&self.sojourn, Some(&i.sojourn))),
+            (ask, (&self.ask, None)),
+        ] {
+            kept.merge_into(into);
+            if let Some(fresh) = fresh {
+                fresh.merge_into(into);
+            }
+        }
     }
 
     /// Records one ask round trip.
     pub fn record_ask(&mut self, d: Duration) {
-        self.ask.record_nanos(d.as_nanos() as u64, 1);
+        self.ask.record_nanos(d.as_nanos() as u64);
     }
 
     /// Moves the interval into the windows at time `now` (seconds), with the
@@ -110,39 +133,46 @@ impl AgentLatency {
         let df = failed.saturating_sub(self.last_failed);
         self.last_handled = handled;
         self.last_failed = failed;
-        self.sojourn.add(&self.interval);
+        let i = &self.interval;
+        self.queue.add(&i.queue);
+        self.service.add(&i.service);
+        self.sojourn.add(&i.sojourn);
         for w in &mut self.windows {
-            w.add(now, &self.interval, dh, df);
+            w.add(now, &i.sojourn, dh, df);
         }
-        (&self.interval, dh, df)
+        (&i.sojourn, dh, df)
     }
 
     /// Clears the interval after `tick`'s result has been used.
     pub fn reset_interval(&mut self) {
-        self.interval.reset();
+        let i = &mut self.interval;
+        for h in [&mut i.queue, &mut i.service, &mut i.sojourn] {
+            h.reset();
+        }
     }
 
     /// Heap bytes held by every histogram of this agent.
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
-        [
-            &self.queue,
-            &self.service,
-            &self.sojourn,
-            &self.ask,
-            &self.interval,
-        ]
-        .iter()
-        .map(|h| h.heap_bytes())
-        .sum::<usize>()
-            + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
+        let i = &self.interval;
+        [&self.queue, &self.service, &self.sojourn, &self.ask]
+            .iter()
+            .map(|h| h.heap_bytes())
+            .chain(
+                [&i.queue, &i.service, &i.sojourn]
+                    .iter()
+                    .map(|h| h.heap_bytes()),
+            )
+            .chain(self.windows.iter().map(Window::heap_bytes))
+            .sum()
     }
 
     /// Percentiles of the cumulative histograms: queue, service, sojourn, ask.
     #[cfg(test)]
     pub fn percentiles(&self) -> [Percentiles; 4] {
-        let sojourn = self.sojourn_now();
-        [&self.queue, &self.service, &sojourn, &self.ask].map(|h| Percentiles::of(&h.to_hdr()))
+        let mut all = std::array::from_fn(|_| super::histogram::agent_histogram());
+        self.merge_into(&mut all);
+        all.map(|h| Percentiles::of(&h))
     }
 }
 
@@ -173,8 +203,9 @@ mod tests {
 
     #[test]
     fn latency_state_grows_with_the_magnitudes_seen_not_the_range() {
-        // One message, then a tick: five histograms and two window slots
-        // with one chunk each. Dense 2-figure histograms: ~20 KiB apiece.
+        // One message, then a tick: the three interval recorders keep one
+        // 256-byte chunk each, the cumulative histograms and the two window
+        // slots one entry each. Dense 2-figure histograms: ~20 KiB apiece.
         let mut l = AgentLatency::new();
         let mut one = [Envelope::tell("x")];
         one[0].enqueued_at = Some(Tick::from_nanos(0));
@@ -182,7 +213,7 @@ mod tests {
         l.tick(0, 1, 0);
         l.reset_interval();
         let bytes = l.heap_bytes();
-        assert!(bytes <= 8 * 1024, "{bytes} bytes after one message");
+        assert!(bytes <= 1024, "{bytes} bytes after one message");
 
         // Sojourn times spread from 5 µs to 900 µs (four magnitudes), every
         // second for 70 s: both windows full, 16 histograms. Dense: 320 KiB.
@@ -199,7 +230,7 @@ mod tests {
         }
         assert_eq!(l.windows[1].totals(69).handled, 60 * 64);
         let bytes = l.heap_bytes();
-        assert!(bytes <= 64 * 1024, "{bytes} bytes of a busy agent");
+        assert!(bytes <= 24 * 1024, "{bytes} bytes of a busy agent");
     }
 
     #[test]

@@ -7,13 +7,13 @@
 
 use std::collections::VecDeque;
 
-use super::compact::CompactHistogram;
+use super::compact::{Buckets, SparseHistogram};
 
 /// One slot's data.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
     index: u64,
-    pub hist: CompactHistogram,
+    pub hist: SparseHistogram,
     pub handled: u64,
     pub failed: u64,
 }
@@ -29,7 +29,7 @@ pub(crate) struct Window {
 /// Merged contents of a window.
 #[derive(Debug)]
 pub(crate) struct WindowTotals {
-    pub hist: CompactHistogram,
+    pub hist: SparseHistogram,
     pub handled: u64,
     pub failed: u64,
 }
@@ -50,27 +50,35 @@ impl Window {
         self.slot_secs * self.slots as u64
     }
 
-    fn expire(&mut self, index: u64) {
+    /// Drops the slots that left the window by `index`; returns the last one
+    /// dropped, so its histogram's chunks can be reused by the next slot.
+    fn expire(&mut self, index: u64) -> Option<Slot> {
+        let mut spare = None;
         while self
             .ring
             .front()
             .is_some_and(|s| s.index + self.slots as u64 <= index)
         {
-            self.ring.pop_front();
+            spare = self.ring.pop_front();
         }
+        spare
     }
 
     /// Adds an interval's data at time `now`.
-    pub fn add(&mut self, now: u64, hist: &CompactHistogram, handled: u64, failed: u64) {
+    pub fn add(&mut self, now: u64, hist: &impl Buckets, handled: u64, failed: u64) {
         if hist.is_empty() && handled == 0 && failed == 0 {
             return;
         }
         let index = now / self.slot_secs;
-        self.expire(index);
+        let spare = self.expire(index);
         if self.ring.back().is_none_or(|s| s.index != index) {
+            // A steady agent reuses the expired slot's buffer instead of
+            // freeing and allocating one every slot.
+            let mut hist = spare.map(|s| s.hist).unwrap_or_default();
+            hist.reset();
             self.ring.push_back(Slot {
                 index,
-                hist: CompactHistogram::new(),
+                hist,
                 handled: 0,
                 failed: 0,
             });
@@ -91,7 +99,7 @@ impl Window {
     pub fn totals(&self, now: u64) -> WindowTotals {
         let index = now / self.slot_secs;
         let mut out = WindowTotals {
-            hist: CompactHistogram::new(),
+            hist: SparseHistogram::new(),
             handled: 0,
             failed: 0,
         };
@@ -111,6 +119,8 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use super::super::compact::CompactHistogram;
 
     fn hist(us: u64, n: u64) -> CompactHistogram {
         let mut h = CompactHistogram::new();
@@ -133,6 +143,20 @@ mod tests {
         assert_eq!(w.totals(14).hist.len(), 0);
         w.add(20, &CompactHistogram::new(), 0, 0);
         assert!(w.ring.len() <= 5);
+    }
+
+    #[test]
+    fn a_steady_window_reuses_its_slots() {
+        let mut w = Window::new(10, 5);
+        for now in 0..10 {
+            w.add(now, &hist(100, 1), 1, 0);
+        }
+        let bytes = w.heap_bytes();
+        for now in 10..100 {
+            w.add(now, &hist(100, 1), 1, 0);
+            assert_eq!(w.heap_bytes(), bytes, "at {now}");
+        }
+        assert_eq!(w.totals(99).hist.len(), 10);
     }
 
     #[test]
