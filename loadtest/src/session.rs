@@ -44,14 +44,15 @@ pub async fn run(s: &Scenario, display: Display) -> Result<Report, LoadError> {
     // the past of the epoch, whatever the setup cost.
     let start = Instant::now() + Duration::from_millis(5);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sampler = tokio::spawn(sample(
-        s.clone(),
-        target.clone(),
-        tally.clone(),
-        start,
-        stop_rx,
-        Progress::new(display, s.duration.0),
-    ));
+    // The sampler merges and scans histograms every tick: on a thread of its
+    // own, not on one of the Tokio workers the agents under test run on,
+    // where it held the tasks queued behind it for hundreds of microseconds.
+    let handle = tokio::runtime::Handle::current();
+    let sampler = tokio::task::spawn_blocking({
+        let (s, target, tally) = (s.clone(), target.clone(), tally.clone());
+        let progress = Progress::new(display, s.duration.0);
+        move || handle.block_on(sample(s, target, tally, start, stop_rx, progress))
+    });
     tokio::time::sleep_until(start.into()).await;
     let sender = target.sender();
     let generated = match s.mode {
