@@ -63,6 +63,7 @@ pub fn kv_delete(key: &str) -> bool {
 /// [`crate::Agent::handle_batch`]), so that a trap dead-letters that one.
 /// A plain store into the cursor the host reads after a trap (no host call);
 /// the `host.progress` import stays in the world for older guests.
+#[inline]
 pub fn progress(index: u32) {
     crate::__private::CURSOR.store(index, std::sync::atomic::Ordering::Relaxed);
 }

@@ -31,6 +31,11 @@
 //! dead-letters the message and restarts the instance with fresh state: keep
 //! what must survive in the key-value store ([`host::kv_set`]).
 //!
+//! A message's [`Payload`] is a view into the batch the host copied in
+//! (no allocation or copy per message); an agent that keeps a payload past
+//! its handler keeps that batch alive, so it should keep
+//! `msg.payload.to_vec()` instead.
+//!
 //! The agent can only do what `host` offers: no files, sockets, environment
 //! or clock beyond what its configuration grants. Use [`host::log`] (or the
 //! [`info!`]-style macros), not `println!`: standard output is not connected.
@@ -50,8 +55,9 @@ pub mod host;
 
 pub use bindings::switchyard::agent::types::{Kind, KvError, Level, ReplyError, SendError};
 
-/// One message, owned by the handler.
-pub type Envelope = bindings::switchyard::agent::types::Envelope;
+mod envelope;
+
+pub use envelope::{Envelope, Payload};
 
 /// A handler failure: the message is dead-lettered with this text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +151,9 @@ macro_rules! export_agent {
                     ::std::result::Result::Ok(())
                 }
                 fn handle(
-                    msg: $crate::Envelope,
+                    msg: $crate::__private::WireEnvelope,
                 ) -> ::std::result::Result<(), $crate::__private::AgentError> {
+                    let msg = $crate::Envelope::from(msg);
                     STATE.with(|s| match s.borrow_mut().as_mut() {
                         ::std::option::Option::Some(a) => <$agent as $crate::Agent>::handle(a, msg)
                             .map_err($crate::__private::wire_error),
@@ -156,24 +163,19 @@ macro_rules! export_agent {
                     })
                 }
                 fn handle_batch(
-                    batch: ::std::vec::Vec<$crate::Envelope>,
+                    batch: ::std::vec::Vec<$crate::__private::WireEnvelope>,
                 ) -> ::std::result::Result<(), (u32, $crate::__private::AgentError)> {
-                    STATE.with(|s| match s.borrow_mut().as_mut() {
-                        ::std::option::Option::Some(a) => {
-                            <$agent as $crate::Agent>::handle_batch(a, batch)
-                                .map_err(|(i, e)| (i, $crate::__private::wire_error(e)))
-                        }
-                        ::std::option::Option::None => {
-                            ::std::result::Result::Err((0, $crate::__private::not_initialised()))
-                        }
-                    })
+                    $crate::__private::run_batch::<$agent>(
+                        &STATE,
+                        batch.into_iter().map($crate::Envelope::from).collect(),
+                    )
                 }
                 fn handle_packed(
                     batch: ::std::vec::Vec<u8>,
                 ) -> ::std::result::Result<(), (u32, $crate::__private::AgentError)> {
-                    let batch = $crate::__private::unpack(&batch)
+                    let batch = $crate::__private::unpack(batch)
                         .map_err(|e| (0, $crate::__private::wire_error(e)))?;
-                    <Export as $crate::bindings::Guest>::handle_batch(batch)
+                    $crate::__private::run_batch::<$agent>(&STATE, batch)
                 }
             }
     $crate::bindings::__export_agent_world!(Export with_types_in $crate::bindings);
@@ -184,6 +186,8 @@ macro_rules! export_agent {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::switchyard::agent::types::AgentError;
+    /// The envelope as the typed exports (`handle`, `handle-batch`) receive it.
+    pub use crate::bindings::switchyard::agent::types::Envelope as WireEnvelope;
 
     /// The batch cursor: the index of the message being handled. Its address
     /// is exported as the core global `switchyard-cursor`; the host reads it
@@ -201,23 +205,58 @@ pub mod __private {
         }
     }
 
+    /// Hands `batch` to the agent in `state` (its `handle_batch`).
+    pub fn run_batch<A: crate::Agent>(
+        state: &'static std::thread::LocalKey<std::cell::RefCell<Option<A>>>,
+        batch: Vec<crate::Envelope>,
+    ) -> Result<(), (u32, AgentError)> {
+        state.with(|s| match s.borrow_mut().as_mut() {
+            Some(a) => a.handle_batch(batch).map_err(|(i, e)| (i, wire_error(e))),
+            None => Err((0, not_initialised())),
+        })
+    }
+
     /// Decodes a packed batch (layout in `wit/agent.wit`, `handle-packed`).
-    pub fn unpack(buf: &[u8]) -> Result<Vec<crate::Envelope>, crate::Error> {
+    /// The payloads stay where they are: each is a view into `buf`.
+    pub fn unpack(buf: Vec<u8>) -> Result<Vec<crate::Envelope>, crate::Error> {
         use crate::Kind;
         const HEADER: usize = 40;
         let bad = || crate::Error::new("malformed packed batch from the host");
-        let u64_at = |b: &[u8], at: usize| -> u64 {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[at..at + 8]);
-            u64::from_le_bytes(a)
+        // Field reads as array conversions (plain loads): a
+        // `copy_from_slice` into a local array compiles to a `memory.copy`,
+        // which wasmtime runs as a call into the host.
+        let u64_at = |h: &[u8; HEADER], at: usize| -> u64 {
+            let mut v = 0u64;
+            for (i, b) in h[at..at + 8].iter().enumerate() {
+                v |= u64::from(*b) << (8 * i);
+            }
+            v
         };
-        let mut out = Vec::new();
+        fn header(buf: &[u8], off: usize) -> Option<&[u8; HEADER]> {
+            buf.get(off..off.checked_add(HEADER)?)?.try_into().ok()
+        }
+        let len_at = |h: &[u8; HEADER]| -> usize {
+            u32::from_le_bytes([h[32], h[33], h[34], h[35]]) as usize
+        };
+        // First pass: count the records, so the batch is one allocation.
+        let mut count = 0usize;
         let mut off = 0usize;
         while off < buf.len() {
-            let h = buf.get(off..off + HEADER).ok_or_else(bad)?;
-            let mut len = [0u8; 4];
-            len.copy_from_slice(&h[32..36]);
-            let n = u32::from_le_bytes(len) as usize;
+            let n = len_at(header(&buf, off).ok_or_else(bad)?);
+            let record = HEADER
+                .checked_add(n)
+                .and_then(|r| r.checked_next_multiple_of(8))
+                .ok_or_else(bad)?;
+            off = off.checked_add(record).ok_or_else(bad)?;
+            count += 1;
+        }
+        let shared = std::rc::Rc::new(buf);
+        let buf = &shared[..];
+        let mut out = Vec::with_capacity(count);
+        let mut off = 0usize;
+        while off < buf.len() {
+            let h = header(buf, off).ok_or_else(bad)?;
+            let n = len_at(h);
             let kind = match h[36] {
                 0 => Kind::Tell,
                 1 => Kind::Ask,
@@ -226,19 +265,19 @@ pub mod __private {
                 _ => return Err(bad()),
             };
             let flags = h[37];
-            let payload = buf
-                .get(off + HEADER..off + HEADER + n)
-                .ok_or_else(bad)?
-                .to_vec();
+            let start = off + HEADER;
+            if buf.len() < start + n {
+                return Err(bad());
+            }
             out.push(crate::Envelope {
                 id: u64_at(h, 0),
                 kind,
                 from: (flags & 1 != 0).then(|| u64_at(h, 8)),
                 correlation: (flags & 2 != 0).then(|| u64_at(h, 16)),
                 key: (flags & 4 != 0).then(|| u64_at(h, 24)),
-                payload,
+                payload: crate::Payload::shared(&shared, start, start + n),
             });
-            off += (HEADER + n + 7) & !7;
+            off += (HEADER + n).next_multiple_of(8);
         }
         Ok(out)
     }

@@ -8,6 +8,10 @@
 //! [`crate::wasm::set_disk_cache`] compilations also survive restarts
 //! (see `cache.rs`).
 //!
+//! **Profiling.** With `SWITCHYARD_WASM_PERFMAP=1` in the environment the
+//! engine writes `/tmp/perf-<pid>.map`, so `perf report` names the guests'
+//! JIT-compiled functions instead of showing `[JIT] tid` addresses.
+//!
 //! **Backpressure.** The cache holds at most [`MAX_CACHED_COMPONENTS`]; past
 //! that the oldest entry is dropped (kinds keep their own handle to what they
 //! use). The pooling allocator is sized for [`MAX_INSTANCES`] live instances;
@@ -18,13 +22,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use crate::envelope::fnv1a;
 use crate::wasm::cache;
 use crate::wasm::error::WasmError;
 use crate::wasm::limits::MAX_MEMORY_BYTES;
 
+/// Set to `1` to write a perf map of JIT-compiled guest code (see the module docs).
+pub const PERFMAP_ENV: &str = "SWITCHYARD_WASM_PERFMAP";
 /// Epoch granularity: the unit of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Live component instances the pooling allocator has slots for (the
@@ -75,6 +83,9 @@ fn config(pooling: bool) -> Config {
     // (docs/decisions/0007-wasm-cursor-in-guest-memory.md). Costs nothing
     // until a trap.
     cfg.coredump_on_trap(true);
+    if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+        cfg.profiler(ProfilingStrategy::PerfMap);
+    }
     cfg.memory_reservation(MAX_MEMORY_BYTES as u64);
     cfg.memory_guard_size(MEMORY_GUARD);
     cfg.memory_reservation_for_growth(0);
