@@ -160,12 +160,14 @@ impl RuntimeBuilder {
                 started: std::time::Instant::now(),
                 global: Mutex::new(GlobalWindows::default()),
                 ticks: AtomicU64::new(0),
+                ticker: std::sync::OnceLock::new(),
             }),
         };
-        let weak = Arc::downgrade(&rt.inner);
-        rt.inner
-            .handle
-            .spawn(telemetry::run(weak, self.telemetry.tick));
+        if let Some(ticker) =
+            telemetry::spawn_ticker(Arc::downgrade(&rt.inner), self.telemetry.tick)
+        {
+            let _ = rt.inner.ticker.set(ticker);
+        }
         rt
     }
 }
@@ -191,6 +193,16 @@ pub(crate) struct Inner {
     pub global: Mutex<GlobalWindows>,
     /// Telemetry ticks so far.
     pub ticks: AtomicU64,
+    /// The telemetry thread, woken at drop so that it ends at once.
+    ticker: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.get() {
+            ticker.unpark();
+        }
+    }
 }
 
 impl Inner {

@@ -11,11 +11,19 @@
 //! [`prometheus`] installs the Prometheus one and hands back its renderer.
 //! With no recorder installed, publishing costs next to nothing.
 //!
-//! Shutdown: the ticker holds only a weak reference to the runtime and ends
-//! when the runtime is gone.
+//! **Where it runs.** On a thread of its own (`switchyard-telemetry`), never
+//! on a Tokio worker: a tick walks every agent that recorded latency and,
+//! up to [`MAX_LABELED_AGENTS`], publishes labeled metrics for each, which
+//! takes milliseconds at a thousand agents. On a worker that stalled the agent
+//! tasks queued behind it once a second, the largest share of the `peak`
+//! load scenario's p99; on its own thread it uses whatever core is idle.
+//!
+//! Shutdown: the ticker holds only a weak reference to the runtime; the
+//! runtime's drop wakes it, and it ends.
 
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -92,26 +100,40 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-pub(crate) async fn run(weak: Weak<Inner>, period: Duration) {
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut ticks = 0u64;
-    loop {
-        interval.tick().await;
-        let Some(inner) = weak.upgrade() else { return };
-        let rt = Runtime { inner };
-        let mut tick = Tick::new(&rt, ticks % EVAL_TICKS == EVAL_TICKS - 1);
-        // Agents are rolled in chunks with a yield in between, so that a tick
-        // over thousands of agents (each a few histogram merges and resets)
-        // never holds a worker for milliseconds: agents on that worker would
-        // see it as a latency spike once a second.
-        for (i, cell) in tick.cells().into_iter().enumerate() {
-            if i % TICK_CHUNK == TICK_CHUNK - 1 {
-                tokio::task::yield_now().await;
-            }
-            tick.agent(&cell);
+/// Starts the ticker thread for the runtime behind `weak`; `None` (with a
+/// warning) if the OS refuses a thread, in which case nothing is rolled.
+pub(crate) fn spawn_ticker(weak: Weak<Inner>, period: Duration) -> Option<Thread> {
+    let spawned = std::thread::Builder::new()
+        .name("switchyard-telemetry".into())
+        .spawn(move || run(&weak, period));
+    match spawned {
+        Ok(handle) => Some(handle.thread().clone()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start the telemetry thread; SLO windows and metrics will not update");
+            None
         }
-        tick.finish();
+    }
+}
+
+fn run(weak: &Weak<Inner>, period: Duration) {
+    let mut ticks = 0u64;
+    let mut next = Instant::now() + period;
+    loop {
+        // Sleep until the tick; the runtime's drop unparks this thread early.
+        loop {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            std::thread::park_timeout(next - now);
+        }
+        // Missed ticks are skipped, not caught up.
+        next = (next + period).max(Instant::now());
+        let Some(inner) = weak.upgrade() else { return };
+        tick(&Runtime { inner }, ticks % EVAL_TICKS == EVAL_TICKS - 1);
         ticks += 1;
     }
 }
@@ -126,9 +148,6 @@ fn status_change(subject: &str, last: &mut SloStatus, v: &SloVerdict) {
     }
     *last = v.status;
 }
-
-/// Agents rolled between two yields of the ticker task.
-const TICK_CHUNK: usize = 32;
 
 /// One tick: roll windows for every agent with samples, then the global ones.
 pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
