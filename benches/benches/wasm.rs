@@ -14,6 +14,11 @@
 //!   `target/tmp/wasm-guests`, as the runtime tests do; skipped with a note
 //!   when the target is not installed): host cost plus the SDK's unpacking.
 //!
+//! After each echo row the bench prints the agent's messages per
+//! `handle_batch` call and the ns per message spent inside `handle_batch`
+//! (the handling alone, apart from the producer/agent scheduling that makes
+//! the end-to-end rows swing between runs).
+//!
 //! Rows:
 //! - `instantiate`: `WasmAgentKind::probe` of the `wasm` kind: a store, an
 //!   instance from the `InstancePre` (pooling allocator) and `init`.
