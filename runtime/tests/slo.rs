@@ -266,3 +266,42 @@ async fn prometheus_output_parses_and_matches_the_counters() {
     );
     let _ = Arc::new(());
 }
+
+/// The ticker runs on its own thread: windows roll without any call from the
+/// test and without the test's Tokio runtime driving a timer for it.
+#[tokio::test]
+async fn the_ticker_rolls_windows_on_its_own_thread() {
+    let rt = Runtime::builder()
+        .telemetry(switchyard_runtime::TelemetryConfig {
+            tick: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .build();
+    rt.spawn("fast", AgentConfig::default(), || Delayed(Duration::ZERO))
+        .unwrap();
+    rt.ask("fast", Envelope::ask("x"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Verdicts are computed from the windows the ticker fills; poll until the
+    // ask shows up there (no roll_windows call anywhere in this test).
+    for _ in 0..5000 {
+        let report = rt.slo_report();
+        if report
+            .verdicts
+            .iter()
+            .any(|v| v.subject == "fast" && v.latency_us.count == 1)
+        {
+            let ticker_alive = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+                .any(|name| name.trim() == "switchyard-tele");
+            assert!(
+                ticker_alive,
+                "the ticker thread is named switchyard-telemetry"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the ticker never rolled the windows: {:?}", rt.slo_report());
+}
