@@ -201,13 +201,9 @@ pub struct Generated {
 ///
 /// Each generator is a blocking-pool thread that sleeps with the OS timer
 /// (tens of microseconds of slack) rather than Tokio's millisecond timer
-/// wheel, and hands each tick's due messages to a sending task on the Tokio
-/// runtime, as a network ingress would: the task's sends wake agents on its
-/// own worker, instead of one cross-thread wake-up (and often a worker
-/// unpark) per message from outside the runtime. The hand-off queue holds
-/// [`HANDOFF_TICKS`] ticks; when the target pushes back (a full `block`
-/// mailbox) the queue fills, the pacer waits, and the wait shows as send lag.
-/// Latency is measured from the intended time, so the hand-off is counted.
+/// wheel, and drives each tick's sends with `Handle::block_on`: a message is
+/// sent within microseconds of its intended time while the generator keeps
+/// up, so the tool adds little latency of its own.
 pub async fn open_loop(
     s: &Scenario,
     sender: Sender,
@@ -218,20 +214,16 @@ pub async fn open_loop(
     let g = s.generators as u64;
     let stop = start + s.duration.0;
     let sent = Arc::new(AtomicU64::new(0));
+    let handle = tokio::runtime::Handle::current();
     let mut tasks = Vec::new();
-    let mut senders = Vec::new();
     for k in 0..g {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(HANDOFF_TICKS);
-        let (sender, sent_by_task) = (sender.clone(), sent.clone());
-        senders.push(tokio::spawn(async move {
-            while let Some(mut batch) = rx.recv().await {
-                let n = batch.len() as u64;
-                sender.send_many(&mut batch).await;
-                sent_by_task.fetch_add(n, Ordering::Relaxed);
-            }
-        }));
-        let (schedule, tally) = (schedule.clone(), tally.clone());
-        let s = s.clone();
+        let (schedule, sender, tally, sent) = (
+            schedule.clone(),
+            sender.clone(),
+            tally.clone(),
+            sent.clone(),
+        );
+        let (s, handle) = (s.clone(), handle.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut i = k;
             let mut batch: Vec<Outgoing> = Vec::with_capacity(256);
@@ -255,11 +247,10 @@ pub async fn open_loop(
                     for m in &batch {
                         record(&mut lag, now.saturating_duration_since(m.intended), 1);
                     }
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(256));
-                    if tx.blocking_send(full).is_err() {
-                        // The sending task is gone (the runtime is shutting down).
-                        break;
-                    }
+                    let n = batch.len() as u64;
+                    handle.block_on(sender.send_many(&mut batch));
+                    sent.fetch_add(n, Ordering::Relaxed);
+                    batch.clear();
                 }
                 if i >= total || (now >= stop && i >= due) {
                     break;
@@ -279,19 +270,12 @@ pub async fn open_loop(
             merge(&mut lag, &h);
         }
     }
-    // The pacers dropped their queues: the tasks send what is left and end.
-    for t in senders {
-        let _ = t.await;
-    }
     Generated {
         scheduled: schedule.total(),
         sent: sent.load(Ordering::Relaxed),
         lag: Percentiles::of(&lag),
     }
 }
-
-/// Ticks of messages queued between a pacer thread and its sending task.
-pub const HANDOFF_TICKS: usize = 64;
 
 /// Most messages one generator sends before it looks at the clock again.
 pub const MAX_TICK_BATCH: usize = 4096;
