@@ -13,8 +13,8 @@
 //!     fn init(_config: &str) -> Result<Self, Error> {
 //!         Ok(Echo)
 //!     }
-//!     fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
-//!         host::reply(&msg, &msg.payload)?;
+//!     fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
+//!         host::reply(msg, &msg.payload)?;
 //!         Ok(())
 //!     }
 //! }
@@ -112,15 +112,18 @@ pub trait Agent: Sized + 'static {
     /// Builds the agent from the configuration text its operator gave it.
     fn init(config: &str) -> Result<Self, Error>;
 
-    /// Handles one message.
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error>;
+    /// Handles one message. It is borrowed, as in the native `Agent`: a
+    /// batch's messages stay where the SDK decoded them (moving an 80-byte
+    /// value is a `memory.copy`, which wasmtime runs as a call into the host);
+    /// clone it, or `msg.payload.to_vec()`, to keep something past the call.
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error>;
 
     /// Handles a batch. The default calls [`Agent::handle`] for each message
     /// and marks its index with [`host::progress`] (a store into guest
     /// memory), so that a trap dead-letters only the message being handled.
     /// An override must call [`host::progress`] too.
-    fn handle_batch(&mut self, batch: Vec<Envelope>) -> Result<(), (u32, Error)> {
-        for (i, msg) in batch.into_iter().enumerate() {
+    fn handle_batch(&mut self, batch: &[Envelope]) -> Result<(), (u32, Error)> {
+        for (i, msg) in batch.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             host::progress(i);
             self.handle(msg).map_err(|e| (i, e))?;
@@ -155,7 +158,7 @@ macro_rules! export_agent {
                 ) -> ::std::result::Result<(), $crate::__private::AgentError> {
                     let msg = $crate::Envelope::from(msg);
                     STATE.with(|s| match s.borrow_mut().as_mut() {
-                        ::std::option::Option::Some(a) => <$agent as $crate::Agent>::handle(a, msg)
+                        ::std::option::Option::Some(a) => <$agent as $crate::Agent>::handle(a, &msg)
                             .map_err($crate::__private::wire_error),
                         ::std::option::Option::None => {
                             ::std::result::Result::Err($crate::__private::not_initialised())
@@ -211,7 +214,7 @@ pub mod __private {
         batch: Vec<crate::Envelope>,
     ) -> Result<(), (u32, AgentError)> {
         state.with(|s| match s.borrow_mut().as_mut() {
-            Some(a) => a.handle_batch(batch).map_err(|(i, e)| (i, wire_error(e))),
+            Some(a) => a.handle_batch(&batch).map_err(|(i, e)| (i, wire_error(e))),
             None => Err((0, not_initialised())),
         })
     }

@@ -107,8 +107,8 @@ pub fn new_agent(
          use switchyard_sdk::{{Agent, Envelope, Error, Kind, host}};\n\n\
          struct {ty};\n\n\
          impl Agent for {ty} {{\n    fn init(_config: &str) -> Result<Self, Error> {{\n        Ok({ty})\n    }}\n\n    \
-         fn handle(&mut self, msg: Envelope) -> Result<(), Error> {{\n        if msg.kind == Kind::Ask {{\n            \
-         host::reply(&msg, &msg.payload)?;\n        }}\n        Ok(())\n    }}\n}}\n\n\
+         fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {{\n        if msg.kind == Kind::Ask {{\n            \
+         host::reply(msg, &msg.payload)?;\n        }}\n        Ok(())\n    }}\n}}\n\n\
          switchyard_sdk::export_agent!({ty});\n"
     );
     let write = |path: PathBuf, text: &str| {

@@ -12,14 +12,14 @@ impl Agent for Bomb {
         Ok(Bomb { hoard: Vec::new() })
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         if msg.payload == b"bomb" {
             loop {
                 self.hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
             }
         }
         if msg.kind == Kind::Ask {
-            host::reply(&msg, &msg.payload)?;
+            host::reply(msg, &msg.payload)?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ impl Agent for Caps {
         })
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         if msg.kind == Kind::Ask {
             let clock = if host::now_ms().is_some() {
                 "yes"
@@ -23,7 +23,7 @@ impl Agent for Caps {
                 "no"
             };
             let env = host::env(&self.variable).unwrap_or_else(|| "none".to_owned());
-            host::reply(&msg, format!("clock={clock};env={env}").as_bytes())?;
+            host::reply(msg, format!("clock={clock};env={env}").as_bytes())?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ impl Agent for Counter {
         Ok(Counter)
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         let count = host::kv_get(KEY)
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(u64::from_le_bytes)
@@ -21,7 +21,7 @@ impl Agent for Counter {
             + 1;
         host::kv_set(KEY, &count.to_le_bytes())?;
         if msg.kind == Kind::Ask {
-            host::reply(&msg, &count.to_le_bytes())?;
+            host::reply(msg, &count.to_le_bytes())?;
         }
         if msg.payload == b"fail" {
             return Err(Error::new("asked to fail"));

@@ -9,11 +9,11 @@ impl Agent for EchoV2 {
         Ok(EchoV2)
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         if msg.kind == Kind::Ask {
             let mut out = b"v2:".to_vec();
             out.extend_from_slice(&msg.payload);
-            host::reply(&msg, &out)?;
+            host::reply(msg, &out)?;
         }
         Ok(())
     }

@@ -9,9 +9,9 @@ impl Agent for Echo {
         Ok(Echo)
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         if msg.kind == Kind::Ask {
-            host::reply(&msg, &msg.payload)?;
+            host::reply(msg, &msg.payload)?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ impl Agent for FanOut {
         Ok(FanOut { targets })
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         let mut sent = 0u32;
         for t in &self.targets {
             match host::send(t, &msg.payload) {
@@ -32,7 +32,7 @@ impl Agent for FanOut {
             }
         }
         if msg.kind == Kind::Ask {
-            host::reply(&msg, &sent.to_le_bytes())?;
+            host::reply(msg, &sent.to_le_bytes())?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ impl Agent for Looper {
         Ok(Looper)
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         if msg.payload == b"loop" {
             let mut x = 0u64;
             loop {
@@ -18,7 +18,7 @@ impl Agent for Looper {
             }
         }
         if msg.kind == Kind::Ask {
-            host::reply(&msg, &msg.payload)?;
+            host::reply(msg, &msg.payload)?;
         }
         Ok(())
     }

@@ -15,12 +15,12 @@ impl Agent for Trapper {
         }
     }
 
-    fn handle(&mut self, msg: Envelope) -> Result<(), Error> {
+    fn handle(&mut self, msg: &Envelope) -> Result<(), Error> {
         if msg.payload == b"trap" {
             panic!("trap requested");
         }
         if msg.kind == Kind::Ask {
-            host::reply(&msg, &msg.payload)?;
+            host::reply(msg, &msg.payload)?;
         }
         Ok(())
     }
