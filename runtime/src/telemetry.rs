@@ -205,16 +205,7 @@ impl<'a> Tick<'a> {
         if self.evaluate {
             let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
             for (i, w) in l.windows.iter().enumerate() {
-                let t = w.totals(now);
-                let v = SloVerdict::evaluate(
-                    &cell.name,
-                    w.secs(),
-                    now + 1,
-                    targets,
-                    &t.hist,
-                    t.handled,
-                    t.failed,
-                );
+                let v = w.verdict(&cell.name, now, targets);
                 status_change(&cell.name, &mut l.last_status[i], &v);
             }
         }
@@ -246,16 +237,7 @@ impl<'a> Tick<'a> {
                 ..
             } = &mut *g;
             for (i, w) in windows.iter().enumerate() {
-                let t = w.totals(now);
-                let v = SloVerdict::evaluate(
-                    "overall",
-                    w.secs(),
-                    now + 1,
-                    inner.telemetry.slo,
-                    &t.hist,
-                    t.handled,
-                    t.failed,
-                );
+                let v = w.verdict("overall", now, inner.telemetry.slo);
                 status_change("overall", &mut last_status[i], &v);
             }
         }
@@ -281,36 +263,22 @@ pub(crate) fn report(rt: &Runtime) -> SloReport {
     let mut verdicts = Vec::new();
     {
         let g = inner.global.lock().unwrap_or_else(|p| p.into_inner());
-        for w in &g.windows {
-            let t = w.totals(now);
-            verdicts.push(SloVerdict::evaluate(
-                "overall",
-                w.secs(),
-                now + 1,
-                inner.telemetry.slo,
-                &t.hist,
-                t.handled,
-                t.failed,
-            ));
-        }
+        verdicts.extend(
+            g.windows
+                .iter()
+                .map(|w| w.verdict("overall", now, inner.telemetry.slo)),
+        );
     }
     let mut agents = Vec::new();
     for cell in inner.registry.ids.iter() {
         let guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
         let Some(l) = guard.as_ref() else { continue };
         let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
-        for w in &l.windows {
-            let t = w.totals(now);
-            agents.push(SloVerdict::evaluate(
-                &cell.name,
-                w.secs(),
-                now + 1,
-                targets,
-                &t.hist,
-                t.handled,
-                t.failed,
-            ));
-        }
+        agents.extend(
+            l.windows
+                .iter()
+                .map(|w| w.verdict(&cell.name, now, targets)),
+        );
     }
     agents.sort_by(|a, b| a.subject.cmp(&b.subject).then(a.window_s.cmp(&b.window_s)));
     verdicts.extend(agents);

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use super::compact::{Buckets, SparseHistogram};
+use super::{SloTargets, SloVerdict};
 
 /// One slot's data.
 #[derive(Clone, Debug)]
@@ -93,6 +94,21 @@ impl Window {
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
         self.ring.iter().map(|s| s.hist.heap_bytes()).sum()
+    }
+
+    /// The verdict of `subject` against `targets` over this window as of
+    /// `now` (seconds since the runtime started).
+    pub fn verdict(&self, subject: &str, now: u64, targets: SloTargets) -> SloVerdict {
+        let t = self.totals(now);
+        SloVerdict::evaluate(
+            subject,
+            self.secs(),
+            now + 1,
+            targets,
+            &t.hist,
+            t.handled,
+            t.failed,
+        )
     }
 
     /// The merged window as of `now`.
