@@ -65,32 +65,13 @@ const BATCHES: [usize; 3] = [1, 16, 64];
 /// Messages per timed round (a multiple of every batch size).
 const ROUND: usize = 1024;
 
-/// The WAT echo fixture wrapped into a component of the agent world.
-fn component() -> Vec<u8> {
-    let wat = include_str!("../../runtime/tests/fixtures/echo.wat");
-    let mut module = wat::parse_str(wat).expect("the fixture parses");
-    let mut resolve = wit_parser::Resolve::default();
-    let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../agents/sdk/wit");
-    let (pkg, _) = resolve.push_path(wit).expect("the WIT parses");
-    let world = resolve
-        .select_world(&[pkg], Some("agent"))
-        .expect("the world exists");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("metadata embeds");
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .expect("module accepted")
-        .encode()
-        .expect("component encodes")
-}
+/// The runtime tests' WASM helpers: `echo()` wraps the WAT echo fixture
+/// into a component of the agent world.
+#[path = "../../runtime/tests/wasm_common/mod.rs"]
+mod wasm_common;
 
 fn kind() -> Arc<WasmAgentKind> {
-    WasmAgentKind::from_bytes("echo.wat", &component(), WasmLimits::default())
+    WasmAgentKind::from_bytes("echo.wat", &wasm_common::echo(), WasmLimits::default())
         .expect("the fixture loads")
 }
 

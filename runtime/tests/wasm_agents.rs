@@ -170,3 +170,34 @@ async fn send_reaches_other_agents_and_reports_unknown_names() {
     .await;
     assert_eq!(rt.agent_accounting("sink").unwrap().accepted, 1);
 }
+
+/// The bench's WASM echo fixture answers the asks of a mixed batch with
+/// their own payloads and handles the tells around them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_echo_fixture_replies_to_asks_in_a_packed_batch() {
+    let kind = WasmAgentKind::from_bytes("echo.wat", &wasm_common::echo(), WasmLimits::default())
+        .expect("the echo fixture loads");
+    let rt = Runtime::new();
+    rt.spawn(
+        "echo",
+        switchyard_runtime::AgentConfig::default(),
+        kind.factory(),
+    )
+    .expect("spawn");
+    let tells: Vec<Envelope> = (0..63u8).map(|i| Envelope::tell(vec![i; 64])).collect();
+    rt.tell_batch("echo", tells).await.expect("accepted");
+    for payload in [&b"first"[..], b"", &[9u8; 300]] {
+        let reply = rt
+            .ask(
+                "echo",
+                Envelope::ask(payload.to_vec()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the echo answers");
+        assert_eq!(reply.payload().as_ref(), payload);
+    }
+    let handled = rt.agent_accounting("echo").expect("agent").handled;
+    assert_eq!(handled, 63 + 3);
+    rt.shutdown(Duration::from_secs(5)).await;
+}

@@ -298,15 +298,11 @@ impl Agent for WasmAgent {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use bytes::Bytes;
 
     use super::*;
     use crate::address::AgentId;
     use crate::envelope::MessageId;
-    use crate::wasm::WasmLimits;
-    use crate::{AgentConfig, Runtime};
 
     fn u64_at(b: &[u8], at: usize) -> u64 {
         u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
@@ -354,56 +350,5 @@ mod tests {
         // Reused for a smaller batch: shrinks to it.
         pack_batch(&mut buf, &batch[2..], &mut asks);
         assert_eq!(buf.len(), 40);
-    }
-
-    fn echo_component() -> Vec<u8> {
-        let wat = include_str!("../../tests/fixtures/echo.wat");
-        let mut module = wat::parse_str(wat).expect("the fixture parses");
-        let mut resolve = wit_parser::Resolve::default();
-        let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../agents/sdk/wit");
-        let (pkg, _) = resolve.push_path(wit).expect("the WIT parses");
-        let world = resolve
-            .select_world(&[pkg], Some("agent"))
-            .expect("the world exists");
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-        )
-        .expect("metadata embeds");
-        wit_component::ComponentEncoder::default()
-            .module(&module)
-            .expect("module accepted")
-            .validate(true)
-            .encode()
-            .expect("component encodes")
-    }
-
-    /// The bench's WASM echo fixture answers the asks of a mixed batch with
-    /// their own payloads and handles the tells around them.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_echo_fixture_replies_to_asks_in_a_packed_batch() {
-        let kind = WasmAgentKind::from_bytes("echo.wat", &echo_component(), WasmLimits::default())
-            .expect("the echo fixture loads");
-        let rt = Runtime::new();
-        rt.spawn("echo", AgentConfig::default(), kind.factory())
-            .expect("spawn");
-        let tells: Vec<Envelope> = (0..63u8).map(|i| Envelope::tell(vec![i; 64])).collect();
-        rt.tell_batch("echo", tells).await.expect("accepted");
-        for payload in [&b"first"[..], b"", &[9u8; 300]] {
-            let reply = rt
-                .ask(
-                    "echo",
-                    Envelope::ask(payload.to_vec()),
-                    Duration::from_secs(10),
-                )
-                .await
-                .expect("the echo answers");
-            assert_eq!(reply.payload().as_ref(), payload);
-        }
-        let handled = rt.agent_accounting("echo").expect("agent").handled;
-        assert_eq!(handled, 63 + 3);
-        rt.shutdown(Duration::from_secs(5)).await;
     }
 }

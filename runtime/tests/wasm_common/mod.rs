@@ -48,6 +48,12 @@ pub fn scripted(version: u32) -> Vec<u8> {
     componentize(&src, &agent_wit(), "agent")
 }
 
+/// The echo fixture (`fixtures/echo.wat`: does what the native echo does,
+/// replies to asks and nothing else) as a component; the WASM bench uses it too.
+pub fn echo() -> Vec<u8> {
+    componentize(include_str!("../fixtures/echo.wat"), &agent_wit(), "agent")
+}
+
 /// Writes `bytes` to a fresh file under the test temp dir and returns its path.
 ///
 /// Every call gets its own file, written under a temporary name and renamed
