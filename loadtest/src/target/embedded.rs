@@ -14,25 +14,13 @@ use switchyard_runtime::{
     Runtime, SendError,
 };
 
+use switchyard_examples::Echo;
 use switchyard_runtime::slo::SloTargets;
 
 use super::{Depth, Outgoing, SETTLE_POLL, Settled, remaining};
 use crate::error::LoadError;
 use crate::scenario::{AgentKind, OverflowSpec, Scenario};
 use crate::tally::{self, Tally};
-
-/// Replies to asks with their payload; tells are just handled.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Echo;
-
-impl Agent for Echo {
-    async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
-        if msg.kind() == Kind::Ask {
-            let _ = ctx.reply(msg, msg.payload().clone());
-        }
-        Ok(())
-    }
-}
 
 /// Wraps an agent and confirms each tell it handled, with its latency from
 /// the intended send time.
