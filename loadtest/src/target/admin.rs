@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::Depth;
+use crate::error::LoadError;
 
 /// How long connecting to a remote address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -140,6 +141,24 @@ impl Admin {
             }
         }
         Ok(found.then_some(stats))
+    }
+
+    /// Counters of `agent` at the start of a run against `target`: an
+    /// unreachable admin API or an unknown agent is the setup error that
+    /// names them (with the agents the server does have).
+    pub async fn require(&self, target: &str, agent: &str) -> Result<AgentStats, LoadError> {
+        match self.find(agent).await {
+            Ok(Some(stats)) => Ok(stats),
+            Ok(None) => Err(LoadError::UnknownAgent {
+                target: target.to_owned(),
+                agent: agent.to_owned(),
+                hint: format!("it has: {}", self.names().await.join(", ")),
+            }),
+            Err(message) => Err(LoadError::Target {
+                target: target.to_owned(),
+                message,
+            }),
+        }
     }
 
     /// Counters of `name`, which must exist.

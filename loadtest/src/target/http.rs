@@ -153,16 +153,7 @@ impl Http {
             _ => addr.to_owned(),
         };
         let admin = Admin::new(&admin_addr, &s.token);
-        let before = match admin.find(&s.agent).await.map_err(fail)? {
-            Some(stats) => stats,
-            None => {
-                return Err(LoadError::UnknownAgent {
-                    target,
-                    agent: s.agent.clone(),
-                    hint: format!("it has: {}", admin.names().await.join(", ")),
-                });
-            }
-        };
+        let before = admin.require(&target, &s.agent).await?;
         Ok(Http {
             sender: Arc::new(HttpSender {
                 addr: addr.to_owned(),

@@ -160,10 +160,10 @@ impl Tcp {
             hint,
         };
         let (handled_before, dead_before) = match &admin {
-            Some(a) => match a.find(&s.agent).await.map_err(fail)? {
-                Some(stats) => (stats.handled, stats.dead_lettered),
-                None => return Err(unknown(format!("it has: {}", a.names().await.join(", ")))),
-            },
+            Some(a) => {
+                let stats = a.require(&target, &s.agent).await?;
+                (stats.handled, stats.dead_lettered)
+            }
             None => {
                 let probe = client
                     .ask_timeout(&s.agent, Message::new(vec![0u8; 8]), Duration::from_secs(2))
