@@ -171,8 +171,11 @@ fn baselines_are_saved_and_compared() {
                 "b1",
                 "--baseline-dir",
                 dir,
+                // The comparison is what is tested, not this machine's
+                // run-to-run noise: two sub-second runs beside the other
+                // tests can differ more than tenfold in p50 or p99.
                 "--threshold",
-                "1000",
+                "1000000",
             ],
         ]
         .concat(),
