@@ -112,10 +112,14 @@ fn a_negative_rate_exits_2() {
 
 #[test]
 fn an_unreachable_target_exits_2() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Bound and never listening until the end: connections are refused, and
+    // no other process can be given the port, as it could once a listener
+    // was dropped.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = closed.local_addr().unwrap();
-    drop(closed);
     let o = load(&["--target", &format!("http://{addr}"), "--agent", "echo"]);
+    drop(closed);
     assert_eq!(code(&o), 2);
     let e = stderr(&o);
     assert!(

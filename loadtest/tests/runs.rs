@@ -299,13 +299,16 @@ async fn setup_errors_name_the_problem() {
     assert!(e.to_string().contains("--admin"), "{e}");
     svc.stop().await;
 
-    // Unreachable: a port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Unreachable: a port nothing listens on. The socket stays bound (and
+    // never listens) until the end, so no test running beside this one can
+    // be given the port, as it could once a listener was dropped.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = closed.local_addr().unwrap();
-    drop(closed);
     for target in [format!("tcp://{addr}"), format!("http://{addr}")] {
         let s = scenario(&[("target", &target), ("workload", "ask"), ("agent", "echo")]);
         let e = run(&s, Display::Quiet).await.unwrap_err();
         assert!(matches!(e, LoadError::Target { .. }), "{target}: {e}");
     }
+    drop(closed);
 }

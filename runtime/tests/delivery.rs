@@ -54,8 +54,10 @@ impl Agent for Gated {
     }
 }
 
+/// Waits until every accepted message is handled or dead-lettered: at least
+/// 10 s (10,000 sleeps of at least 1 ms), so that a loaded machine is not a failure.
 async fn settle(rt: &Runtime) {
-    for _ in 0..2000 {
+    for _ in 0..10_000 {
         if rt.accounting().in_flight() == 0 {
             return;
         }
@@ -86,7 +88,7 @@ async fn tell_ask_and_batch_keep_fifo_order() {
     assert_eq!(reply.payload().as_ref(), b"5");
     let seen: Vec<Bytes> = rec.seen.lock().unwrap().clone();
     assert_eq!(seen, vec!["1", "2", "3", "4", "5"]);
-    let report = rt.shutdown(Duration::from_secs(1)).await;
+    let report = rt.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report.accounting.accepted, 5);
     assert_eq!(report.accounting.handled, 5);
     assert!(report.accounting.balanced());
@@ -170,7 +172,7 @@ async fn reject_policy_refuses_when_full_and_counts_it() {
 }
 
 async fn settle_depth(rt: &Runtime, name: &str, depth: usize) {
-    for _ in 0..2000 {
+    for _ in 0..10_000 {
         if rt
             .agents()
             .iter()
@@ -286,15 +288,23 @@ async fn expired_messages_are_dead_lettered_not_handled() {
 #[tokio::test]
 async fn ask_timeout_counts_the_late_reply() {
     let rt = Runtime::new();
-    struct Sleepy;
+    /// Replies only once the test opens the gate, after the ask has timed
+    /// out: a fixed sleep raced the asker's timer on a loaded machine.
+    struct Sleepy(Arc<tokio::sync::Semaphore>);
     impl Agent for Sleepy {
         async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.0
+                .acquire()
+                .await
+                .map_err(|e| AgentError::new(e.to_string()))?
+                .forget();
             let _ = ctx.reply(msg, "late");
             Ok(())
         }
     }
-    rt.spawn("sleepy", AgentConfig::default(), || Sleepy)
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    rt.spawn("sleepy", AgentConfig::default(), move || Sleepy(g.clone()))
         .unwrap();
     let err = rt
         .ask("sleepy", Envelope::ask("q"), Duration::from_millis(5))
@@ -302,6 +312,7 @@ async fn ask_timeout_counts_the_late_reply() {
         .unwrap_err();
     assert!(matches!(err, AskError::Timeout { .. }), "{err}");
     assert_eq!(rt.asks_timed_out(), 1);
+    gate.add_permits(1);
     settle(&rt).await;
     assert_eq!(rt.late_replies(), 1);
 }

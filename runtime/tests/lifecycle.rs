@@ -42,8 +42,10 @@ impl Agent for Moody {
     }
 }
 
+/// Waits until every accepted message is handled or dead-lettered: at least
+/// 10 s (10,000 sleeps of at least 1 ms), so that a loaded machine is not a failure.
 async fn settle(rt: &Runtime) {
-    for _ in 0..5000 {
+    for _ in 0..10_000 {
         if rt.accounting().in_flight() == 0 {
             return;
         }
@@ -241,8 +243,9 @@ async fn control_lane_overtakes_queued_messages() {
         rt.tell("busy", Envelope::tell("slow")).await.unwrap();
     }
     assert!(rt.restart("busy"));
-    // The restart lands at the next batch boundary, long before 20 x 20 ms of queue.
-    for _ in 0..200 {
+    // The restart lands at the next batch boundary, long before 20 x 20 ms of
+    // queue (the handled count below says so); wait up to 10 s for it.
+    for _ in 0..2000 {
         if m.starts.load(Ordering::SeqCst) == 2 {
             break;
         }
@@ -410,7 +413,21 @@ async fn accounting_balances_under_concurrency_failure_and_shutdown() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    // Shut down once traffic is flowing (something handled and something
+    // dead-lettered), not after a fixed sleep: on a loaded machine the
+    // producers may not have sent anything in 15 ms.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = rt.accounting();
+        if a.handled > 0 && a.dead_lettered() > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no traffic within 10 s: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let report = rt.shutdown(Duration::from_millis(100)).await;
     for p in producers {
         p.await.unwrap();

@@ -77,7 +77,9 @@ async fn rust_guests_run_under_the_host() {
     .unwrap();
     assert_eq!(ask(&rt, "fanout", b"x").await, 1u32.to_le_bytes());
 
-    let cpu = WasmLimits::default().cpu_per_message(std::time::Duration::from_millis(20));
+    // Wall-clock time per message, which the restarted instance and the
+    // "after" ask must not miss on a loaded machine; the loop never ends.
+    let cpu = WasmLimits::default().cpu_per_message(std::time::Duration::from_secs(1));
     rt.spawn("looper", config(), load("looper", cpu).factory())
         .unwrap();
     rt.tell("looper", Envelope::tell(b"loop".as_slice()))

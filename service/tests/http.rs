@@ -33,7 +33,7 @@ async fn ingress_tells_and_asks() {
     let (status, body) = http(
         svc.http,
         "POST",
-        "/v1/agents/echo/ask?key=user-7&timeout_ms=500",
+        "/v1/agents/echo/ask?key=user-7&timeout_ms=5000",
         T,
         b"k",
     )
@@ -193,8 +193,9 @@ async fn dead_letters_slo_and_metrics() {
             .0,
         202
     );
+    // The dead letter is queued after the 202: wait for it, up to 10 s.
     let mut letters = serde_json::Value::Null;
-    for _ in 0..50 {
+    for _ in 0..500 {
         let (_, body) = http(svc.http, "GET", "/v1/dead-letters?limit=10", T, b"").await;
         letters = serde_json::from_str(&body).unwrap();
         if letters["queued"] == 1 {
@@ -250,13 +251,15 @@ async fn agent_listing_reports_stats_and_latency_percentiles() {
         let (status, body) = http(svc.http, "POST", "/v1/agents/counter/messages", T, b"").await;
         assert_eq!(status, 202, "{body}");
     }
-    // Tells are handled after the 202: wait until the counter has taken all 20.
+    // Tells are handled after the 202, and an ask's reply leaves before its
+    // batch is counted as handled: wait (up to 10 s) until the counter and
+    // the echo pool have counted all 20.
     let mut v = serde_json::Value::Null;
-    for _ in 0..100 {
+    for _ in 0..500 {
         let (status, body) = http(svc.http, "GET", "/v1/agents", T, b"").await;
         assert_eq!(status, 200, "{body}");
         v = serde_json::from_str(&body).unwrap();
-        if v["agents"][0]["stats"]["handled"] == 20 {
+        if v["agents"][0]["stats"]["handled"] == 20 && v["pools"][0]["stats"]["handled"] == 20 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -341,8 +344,10 @@ async fn http_connections_beyond_the_limit_wait_until_one_closes() {
     svc.stop().await;
 }
 
-/// Sleeps on every message, so its one-slot mailbox stays full.
-struct Slow;
+/// Waits on a gate before each message, so its one-slot mailbox stays full
+/// until the test opens the gate (a fixed sleep could end, and make room,
+/// while a slow machine was still sending the third tell).
+struct Slow(std::sync::Arc<tokio::sync::Semaphore>);
 
 impl switchyard_runtime::Agent for Slow {
     async fn handle(
@@ -350,7 +355,11 @@ impl switchyard_runtime::Agent for Slow {
         _ctx: &mut switchyard_runtime::Context,
         _msg: &switchyard_runtime::Envelope,
     ) -> Result<(), switchyard_runtime::AgentError> {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        self.0
+            .acquire()
+            .await
+            .map_err(|e| switchyard_runtime::AgentError::new(e.to_string()))?
+            .forget();
         Ok(())
     }
 }
@@ -370,7 +379,13 @@ shutdown = { grace_ms = 5000 }
     let cfg = switchyard_runtime::AgentConfig::default()
         .capacity(1)
         .overflow(switchyard_runtime::Overflow::Block);
-    server.runtime().spawn("slow", cfg, || Slow).unwrap();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    server
+        .runtime()
+        .spawn("slow", cfg, move || Slow(g.clone()))
+        .unwrap();
+    let rt = server.runtime().clone();
     let addr = server.http_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
@@ -383,6 +398,16 @@ shutdown = { grace_ms = 5000 }
             .0,
         202
     );
+    // Wait (up to 10 s) until the agent holds the first, so that the second
+    // finds the room without waiting the 100 ms for it.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.agents().iter().any(|a| a.name == "slow" && a.depth > 0) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the agent never took the first message"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(
         http(addr, "POST", "/v1/agents/slow/messages", None, b"2")
             .await
@@ -392,6 +417,7 @@ shutdown = { grace_ms = 5000 }
     let (status, body) = http(addr, "POST", "/v1/agents/slow/messages", None, b"3").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("mailbox_full"), "{body}");
+    gate.add_permits(2);
     let _ = tx.send(());
     let report = task.await.unwrap();
     assert_eq!(report.refused_wait_timeout, 1, "{report}");

@@ -189,7 +189,9 @@ async fn a_truncated_frame_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_and_idle_timeouts_close_silent_connections() {
-    let svc = start("limits = { handshake_timeout_ms = 200, idle_timeout_ms = 300 }").await;
+    // Long enough for the second connection to finish its handshake on a
+    // loaded machine (200 ms was not), short enough for `next`'s 5 s.
+    let svc = start("limits = { handshake_timeout_ms = 2000, idle_timeout_ms = 1000 }").await;
     let mut silent = TcpStream::connect(svc.tcp).await.unwrap();
     assert_eq!(
         error_code(read_frame(&mut silent).await),
