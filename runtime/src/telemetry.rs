@@ -30,7 +30,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::cell::AgentCell;
 use crate::deadletter::DeadLetterReason;
 use crate::runtime::{Inner, Runtime};
-use crate::slo::{SloReport, SloStatus, SloTargets, SloVerdict, SparseHistogram, WINDOWS, Window};
+use crate::slo::{CompactHistogram, SloReport, SloStatus, SloTargets, SloVerdict, WINDOWS, Window};
 
 /// Verdicts (and violation warnings) are computed every this many ticks:
 /// merging window slots for every agent each second would cost more than it
@@ -163,7 +163,9 @@ struct Tick<'a> {
     rt: &'a Runtime,
     evaluate: bool,
     now: u64,
-    global: SparseHistogram,
+    /// Every agent's interval, summed: a chunked histogram, so each agent's
+    /// add costs its own buckets, not a walk of the sum.
+    global: CompactHistogram,
     dh: u64,
     df: u64,
 }
@@ -174,7 +176,7 @@ impl<'a> Tick<'a> {
             rt,
             evaluate,
             now: rt.inner.started.elapsed().as_secs(),
-            global: SparseHistogram::new(),
+            global: CompactHistogram::new(),
             dh: 0,
             df: 0,
         }
@@ -202,8 +204,9 @@ impl<'a> Tick<'a> {
         self.dh += h;
         self.df += f;
         l.reset_interval();
-        if self.evaluate {
-            let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
+        let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
+        // Without a bound there is no transition to warn about.
+        if self.evaluate && targets.can_fail() {
             for (i, w) in l.windows.iter().enumerate() {
                 let v = w.verdict(&cell.name, now, targets);
                 status_change(&cell.name, &mut l.last_status[i], &v);

@@ -158,7 +158,11 @@ impl CompactHistogram {
     /// Records `us` microseconds (clamped to the trackable range) `n` times.
     #[inline]
     pub fn record_n(&mut self, us: u64, n: u64) {
-        let key = key_of(us) as usize;
+        self.add_key(key_of(us) as usize, n);
+    }
+
+    #[inline]
+    fn add_key(&mut self, key: usize, n: u64) {
         let chunk = key / CHUNK;
         if self.chunks.len() <= chunk {
             self.chunks.resize_with(chunk + 1, || None);
@@ -171,6 +175,13 @@ impl CompactHistogram {
     #[inline]
     pub fn record_nanos(&mut self, nanos: u64, n: u64) {
         self.record_n(nanos / 1_000, n);
+    }
+
+    /// Adds every sample of `other`, bucket by bucket.
+    pub fn add(&mut self, other: &impl Buckets) {
+        for (key, n) in other.buckets() {
+            self.add_key(key as usize, n);
+        }
     }
 
     /// Empties the histogram. Chunks that were used since the last reset are
@@ -245,41 +256,50 @@ impl SparseHistogram {
         self.len += 1;
     }
 
-    /// Adds every sample of `other`: in place when it brings no new bucket
-    /// (the steady state of a cumulative histogram), else one merge.
+    /// Adds every sample of `other`, in place: counts of buckets it already
+    /// has are added in one pass; new buckets (rare in the steady state of a
+    /// cumulative histogram) are merged in from the back, in the same buffer.
     pub fn add(&mut self, other: &impl Buckets) {
         if other.is_empty() {
             return;
         }
-        let mut fresh = 0;
+        self.len += other.len();
+        if self.entries.is_empty() {
+            // A fresh window slot: a copy, in the buffer the slot kept (sized
+            // exactly the first time: most agents see few buckets).
+            self.entries.reserve_exact(other.buckets().count());
+            self.entries.extend(other.buckets());
+            return;
+        }
+        let mut fresh = Vec::new();
         let mut i = 0;
         for (key, n) in other.buckets() {
-            while i < self.entries.len() && self.entries[i].0 < key {
-                i += 1;
-            }
+            // A binary search of the rest: an interval holds a few dozen of
+            // the hundreds of buckets a busy agent's history has.
+            i += self.entries[i..].partition_point(|e| e.0 < key);
             match self.entries.get_mut(i) {
                 Some(e) if e.0 == key => e.1 += n,
-                _ => fresh += 1,
+                _ => fresh.push((key, n)),
             }
         }
-        if fresh > 0 {
-            // The pass above added the counts of existing buckets; merge in
-            // the new ones.
-            let mut merged = Vec::with_capacity(self.entries.len() + fresh);
-            let mut old = self.entries.iter().copied().peekable();
-            for (key, n) in other.buckets() {
-                while let Some(e) = old.next_if(|e| e.0 < key) {
-                    merged.push(e);
-                }
-                match old.peek() {
-                    Some(e) if e.0 == key => merged.push(old.next().expect("peeked")),
-                    _ => merged.push((key, n)),
-                }
-            }
-            merged.extend(old);
-            self.entries = merged;
+        if fresh.is_empty() {
+            return;
         }
-        self.len += other.len();
+        // Both runs are sorted and share no key: fill from the end.
+        let (mut old, mut new) = (self.entries.len(), fresh.len());
+        self.entries.resize(old + new, (0, 0));
+        for slot in (0..old + new).rev() {
+            if new == 0 {
+                break;
+            }
+            self.entries[slot] = if old > 0 && self.entries[old - 1].0 > fresh[new - 1].0 {
+                old -= 1;
+                self.entries[old]
+            } else {
+                new -= 1;
+                fresh[new]
+            };
+        }
     }
 
     /// Empties the histogram and keeps its capacity.
@@ -383,16 +403,20 @@ mod tests {
         ) {
             let mut compact = CompactHistogram::new();
             let mut sparse = SparseHistogram::new();
+            let mut summed = CompactHistogram::new();
             let mut dense = agent_histogram();
             for (i, &(nanos, n)) in samples.iter().enumerate() {
                 compact.record_nanos(nanos, n);
                 record(&mut dense, Duration::from_nanos(nanos), n);
                 if i % 7 == 0 {
                     sparse.add(&compact);
+                    summed.add(&compact);
                     compact.reset();
                 }
             }
             sparse.add(&compact);
+            summed.add(&compact);
+            prop_assert_eq!(summed.buckets().collect::<Vec<_>>(), sparse.buckets().collect::<Vec<_>>());
             let converted = sparse.to_hdr();
             prop_assert_eq!(converted.len(), dense.len());
             let (a, b) = (Percentiles::of(&converted), Percentiles::of(&dense));

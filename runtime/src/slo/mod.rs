@@ -85,6 +85,15 @@ impl SloTargets {
         }
     }
 
+    /// True when a verdict can fail: some latency or error-rate bound is set
+    /// (throughput alone never fails a live verdict).
+    pub fn can_fail(&self) -> bool {
+        self.p50.is_some()
+            || self.p99.is_some()
+            || self.p999.is_some()
+            || self.max_error_rate.is_some()
+    }
+
     /// Checks `measured` against the targets; returns the violations.
     pub fn violations(&self, measured: &Percentiles, error_rate: f64) -> Vec<String> {
         let mut out = Vec::new();
