@@ -40,6 +40,8 @@ pub struct Tally {
     /// Time zero of the run; intended times are offsets from it.
     pub epoch: Instant,
     shards: Box<[Mutex<LatencyHistogram>]>,
+    /// An empty histogram to swap in for a shard; only the sampler uses it.
+    spare: Mutex<Option<LatencyHistogram>>,
     /// Messages handed to the target (accepted or refused). Written by the
     /// generators, on its own cache line.
     pub sent: CachePadded<AtomicU64>,
@@ -67,6 +69,7 @@ impl Tally {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(report_histogram()))
                 .collect(),
+            spare: Mutex::new(None),
             sent: CachePadded::new(AtomicU64::new(0)),
             ok: CachePadded::new(AtomicU64::new(0)),
             rejected: AtomicU64::new(0),
@@ -110,14 +113,24 @@ impl Tally {
     }
 
     /// Takes what was recorded since the last call, merged over shards.
+    ///
+    /// Each shard is swapped for an empty histogram under its lock and merged
+    /// after the lock is released, so an agent recording into it waits for
+    /// a swap, never for a merge.
     pub fn take_interval(&self) -> LatencyHistogram {
         let mut out = report_histogram();
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         for shard in self.shards.iter() {
-            let mut h = shard.lock().unwrap_or_else(|p| p.into_inner());
-            if !h.is_empty() {
-                merge(&mut out, &h);
-                h.reset();
-            }
+            let mut taken = {
+                let mut h = shard.lock().unwrap_or_else(|p| p.into_inner());
+                if h.is_empty() {
+                    continue;
+                }
+                std::mem::replace(&mut *h, spare.take().unwrap_or_else(report_histogram))
+            };
+            merge(&mut out, &taken);
+            taken.reset();
+            *spare = Some(taken);
         }
         out
     }
