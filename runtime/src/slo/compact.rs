@@ -287,6 +287,9 @@ impl SparseHistogram {
         }
         // Both runs are sorted and share no key: fill from the end.
         let (mut old, mut new) = (self.entries.len(), fresh.len());
+        // Exactly: a histogram gains buckets rarely, and doubling would let
+        // a thousand agents' histograms grow the process for the whole run.
+        self.entries.reserve_exact(new);
         self.entries.resize(old + new, (0, 0));
         for slot in (0..old + new).rev() {
             if new == 0 {
