@@ -73,6 +73,13 @@ pub struct LoadArgs {
     /// Embedded: most messages per agent wake-up.
     #[arg(long)]
     pub max_batch: Option<String>,
+    /// Embedded: worker threads of the runtime under test (0: every core but
+    /// one, which the load generator uses).
+    #[arg(long)]
+    pub workers: Option<String>,
+    /// Embedded: generators share the agents' cores, true or false.
+    #[arg(long)]
+    pub pin: Option<String>,
     /// Embedded: the runtime's own latency histograms, true or false.
     #[arg(long)]
     pub runtime_latency: Option<String>,
@@ -152,7 +159,7 @@ impl LoadArgs {
     /// The overrides the flags stand for, in a fixed order (`--set` last).
     pub fn overrides(&self) -> Overrides {
         let mut o = Overrides::default();
-        let flags: [(&str, &Option<String>); 33] = [
+        let flags: [(&str, &Option<String>); 35] = [
             ("target", &self.target),
             ("rate", &self.rate),
             ("duration", &self.duration),
@@ -171,6 +178,8 @@ impl LoadArgs {
             ("capacity", &self.capacity),
             ("overflow", &self.overflow),
             ("max_batch", &self.max_batch),
+            ("workers", &self.workers),
+            ("pin", &self.pin),
             ("runtime_latency", &self.runtime_latency),
             ("timeout", &self.timeout),
             ("drain", &self.drain),

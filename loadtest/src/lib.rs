@@ -21,6 +21,7 @@
 //! - [`report`]: the report, its verdict and renderings.
 //! - [`baseline`]: saved reports and regression checks.
 //! - [`progress`]: the live terminal line.
+//! - [`cpus`]: which cores the embedded target's threads run on.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), switchyard_loadtest::LoadError> {
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod baseline;
+pub mod cpus;
 mod error;
 pub mod generator;
 pub mod progress;

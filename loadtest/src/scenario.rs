@@ -311,6 +311,17 @@ pub struct Scenario {
     /// Embedded: most messages an agent takes per wake-up.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Embedded: Tokio worker threads of the runtime under test, which runs
+    /// on threads of its own. 0 (the default) leaves one core to the load
+    /// generator: the available cores minus one, at least one.
+    #[serde(default)]
+    pub workers: usize,
+    /// Embedded: run the generators on the agents' cores (the last
+    /// `workers` allowed ones) and leave the rest to the tool's own threads,
+    /// so handing a message to an agent stays on one core. Needs a core to
+    /// spare; false lets the OS place every thread.
+    #[serde(default = "default_pin")]
+    pub pin: bool,
     /// Embedded: keep the runtime's own latency histograms on (as a deployed
     /// runtime has them) or turn them off to measure the bare data path.
     #[serde(default = "default_runtime_latency")]
@@ -375,6 +386,9 @@ fn default_capacity() -> usize {
 fn default_overflow() -> OverflowSpec {
     OverflowSpec::Block
 }
+fn default_pin() -> bool {
+    true
+}
 fn default_max_batch() -> usize {
     64
 }
@@ -394,6 +408,8 @@ pub const MIN_PAYLOAD: usize = 8;
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Most embedded load agents.
 pub const MAX_AGENTS: usize = 1_000_000;
+/// Most worker threads an embedded runtime may ask for.
+pub const MAX_WORKERS: usize = 1024;
 
 /// Key overrides from the command line, applied in order: `("rate", "5000")`,
 /// `("burst.rate", "20000")`, `("slo.p99", "1ms")`.
@@ -441,6 +457,25 @@ impl Scenario {
     /// The embedded default scenario with `overrides`.
     pub fn default_with(overrides: &Overrides) -> Result<Scenario, LoadError> {
         Scenario::parse(DEFAULT_SCENARIO, "the default scenario", overrides)
+    }
+
+    /// Embedded: the worker threads the runtime under test gets (`workers`,
+    /// or with 0 every available core but one, which the generator uses).
+    pub fn agent_workers(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_sub(1).max(1)
+    }
+
+    /// Embedded with `pin`: the cores the agents' workers and the generators
+    /// share; `None` when nothing is pinned (see [`crate::cpus`]).
+    pub fn load_cores(&self) -> Option<Vec<usize>> {
+        if self.target != TargetSpec::Embedded || !self.pin {
+            return None;
+        }
+        crate::cpus::load_cores(self.agent_workers())
     }
 
     /// Parses `text` (named `origin` in errors), applies `overrides`, validates.
@@ -506,6 +541,12 @@ impl Scenario {
             if v == 0 {
                 return Err(format!("{key} = 0; use at least 1"));
             }
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(format!(
+                "workers = {} is above {MAX_WORKERS}; use 0 (one per core but one) or a thread count",
+                self.workers
+            ));
         }
         if self.generators > 64 {
             return Err(format!("generators = {} is above 64", self.generators));
@@ -637,6 +678,20 @@ mod tests {
         o.set("burst.sizes", "3");
         let e = Scenario::default_with(&o).unwrap_err().to_string();
         assert!(e.contains("sizes"), "{e}");
+    }
+
+    #[test]
+    fn agent_workers_leave_a_core_to_the_generator_unless_set() {
+        let s = Scenario::default_with(&Overrides::default()).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(s.workers, 0);
+        assert_eq!(s.agent_workers(), cores.saturating_sub(1).max(1));
+        let mut o = Overrides::default();
+        o.set("workers", "3");
+        assert_eq!(Scenario::default_with(&o).unwrap().agent_workers(), 3);
+        o.set("workers", "5000");
+        let e = Scenario::default_with(&o).unwrap_err().to_string();
+        assert!(e.contains("workers = 5000"), "{e}");
     }
 
     #[test]

@@ -242,8 +242,21 @@ fn build(
             Workload::Mix => format!("mix ({:.0}% asks)", s.ask_ratio * 100.0),
         },
         agents: match (&s.target, s.kind) {
-            (TargetSpec::Embedded, AgentKind::Native) => format!("{} native agents", s.agents),
-            (TargetSpec::Embedded, AgentKind::Wasm) => format!("{} WASM agents", s.agents),
+            (TargetSpec::Embedded, kind) => format!(
+                "{} {} agents on {} worker thread{}, {}",
+                s.agents,
+                if kind == AgentKind::Native {
+                    "native"
+                } else {
+                    "WASM"
+                },
+                s.agent_workers(),
+                if s.agent_workers() == 1 { "" } else { "s" },
+                match s.load_cores() {
+                    Some(cores) => format!("sharing cores {cores:?} with the generator"),
+                    None => "not pinned".to_owned(),
+                }
+            ),
             _ => format!("agent {}", s.agent),
         },
         payload_bytes: s.payload,

@@ -173,10 +173,51 @@ pub const DEAD_LETTERS_KEPT: usize = 1024;
 pub struct Embedded {
     pub(super) sender: Arc<EmbeddedSender>,
     rt: Runtime,
+    _threads: AgentThreads,
+}
+
+/// The Tokio runtime the agents run on, apart from the tool's own tasks (as
+/// a deployed runtime is apart from its clients). Dropping it does not wait
+/// for its threads, so it may be dropped inside the tool's runtime.
+struct AgentThreads(Option<tokio::runtime::Runtime>);
+
+impl AgentThreads {
+    fn start(workers: usize, cores: Option<Vec<usize>>) -> Result<AgentThreads, LoadError> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(cores) = cores {
+            builder.on_thread_start(move || {
+                crate::cpus::set_current(&cores);
+            });
+        }
+        builder
+            .worker_threads(workers)
+            .thread_name("switchyard-agents")
+            .enable_all()
+            .build()
+            .map(|rt| AgentThreads(Some(rt)))
+            .map_err(|e| LoadError::Setup(format!("cannot start {workers} worker threads: {e}")))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("present until drop")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for AgentThreads {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Embedded {
-    /// Builds a runtime on the current Tokio runtime and spawns the load agents
+    /// Builds a runtime on [`Scenario::agent_workers`] threads of its own
+    /// (on [`Scenario::load_cores`]) and spawns the load agents
     /// `{agent}-0 .. {agent}-{agents-1}`.
     pub fn start(s: &Scenario, tally: Arc<Tally>) -> Result<Embedded, LoadError> {
         // The tool judges the SLO itself: the runtime's own verdicts (and
@@ -188,7 +229,9 @@ impl Embedded {
             max_error_rate: None,
             min_throughput: None,
         };
+        let threads = AgentThreads::start(s.agent_workers(), s.load_cores())?;
         let rt = Runtime::builder()
+            .handle(threads.handle())
             .dead_letter_capacity(DEAD_LETTERS_KEPT)
             .latency(s.runtime_latency)
             .slo_default(no_slo)
@@ -230,6 +273,7 @@ impl Embedded {
                 timeout: s.timeout.0,
             }),
             rt,
+            _threads: threads,
         })
     }
 
