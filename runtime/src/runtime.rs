@@ -159,6 +159,7 @@ impl RuntimeBuilder {
                 trace_every,
                 started: std::time::Instant::now(),
                 global: Mutex::new(GlobalWindows::default()),
+                tick_lock: Mutex::new(()),
                 ticks: AtomicU64::new(0),
                 ticker: std::sync::OnceLock::new(),
             }),
@@ -191,6 +192,10 @@ pub(crate) struct Inner {
     pub trace_every: u64,
     pub started: std::time::Instant,
     pub global: Mutex<GlobalWindows>,
+    /// Held for a whole tick: one tick at a time, so a tick asked for (a
+    /// report that rolls windows first) sees what a tick in progress took
+    /// from the agents.
+    pub tick_lock: Mutex<()>,
     /// Telemetry ticks so far.
     pub ticks: AtomicU64,
     /// The telemetry thread, woken at drop so that it ends at once.

@@ -151,6 +151,7 @@ fn status_change(subject: &str, last: &mut SloStatus, v: &SloVerdict) {
 
 /// One tick: roll windows for every agent with samples, then the global ones.
 pub(crate) fn tick(rt: &Runtime, evaluate: bool) {
+    let _one_at_a_time = rt.inner.tick_lock.lock().unwrap_or_else(|p| p.into_inner());
     let mut tick = Tick::new(rt, evaluate);
     for cell in tick.cells() {
         tick.agent(&cell);
