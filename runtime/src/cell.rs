@@ -146,8 +146,7 @@ impl AgentCell {
         detail: Option<String>,
     ) {
         self.counters.dead(reason, 1);
-        // Dropping the reply slot tells a waiting asker there will be no answer.
-        envelope.reply = None;
+        let reply = envelope.reply.take();
         dead.push(DeadLetter {
             agent: self.id,
             agent_name: self.name.clone(),
@@ -156,6 +155,9 @@ impl AgentCell {
             at: SystemTime::now(),
             envelope,
         });
+        // Dropping the reply slot tells a waiting asker there will be no
+        // answer; only now, so that the asker finds the letter queued.
+        drop(reply);
     }
 
     /// Takes the message if there is room now (shedding for `drop_oldest`);

@@ -334,6 +334,29 @@ async fn an_agent_that_does_not_reply_releases_the_asker() {
     assert!(matches!(err, AskError::NoReply { .. }), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asker_released_by_a_failure_finds_its_dead_letter() {
+    let rt = Runtime::new();
+    struct Broken;
+    impl Agent for Broken {
+        async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
+            Err(AgentError::new("broken"))
+        }
+    }
+    let config = AgentConfig::default().supervision(switchyard_runtime::Supervision::never());
+    rt.spawn("broken", config, || Broken).unwrap();
+    let err = rt
+        .ask("broken", Envelope::ask("q"), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AskError::NoReply { .. }), "{err}");
+    // Queued before the asker was told: no wait needed.
+    let letters = rt.dead_letters().drain();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, DeadLetterReason::Failed);
+    assert_eq!(letters[0].envelope.payload().as_ref(), b"q");
+}
+
 #[tokio::test]
 async fn publish_reaches_every_subscriber_once() {
     let rt = Runtime::new();
