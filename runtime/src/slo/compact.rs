@@ -291,10 +291,9 @@ impl SparseHistogram {
         // a thousand agents' histograms grow the process for the whole run.
         self.entries.reserve_exact(new);
         self.entries.resize(old + new, (0, 0));
-        for slot in (0..old + new).rev() {
-            if new == 0 {
-                break;
-            }
+        let mut slot = old + new;
+        while new > 0 {
+            slot -= 1;
             self.entries[slot] = if old > 0 && self.entries[old - 1].0 > fresh[new - 1].0 {
                 old -= 1;
                 self.entries[old]
