@@ -225,7 +225,7 @@ pub async fn open_loop(
         );
         let (s, handle) = (s.clone(), handle.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
-            let _pin = s.load_cores().map(|cores| crate::cpus::Pinned::to(&cores));
+            let _pin = sender.load_cores().map(crate::cpus::Pinned::to);
             let mut i = k;
             let mut batch: Vec<Outgoing> = Vec::with_capacity(256);
             let mut lag = report_histogram();

@@ -470,7 +470,8 @@ impl Scenario {
     }
 
     /// Embedded with `pin`: the cores the agents' workers and the generators
-    /// share; `None` when nothing is pinned (see [`crate::cpus`]).
+    /// share; `None` when nothing is pinned (see [`crate::cpus`]). Resolved
+    /// once, when the embedded target starts.
     pub fn load_cores(&self) -> Option<Vec<usize>> {
         if self.target != TargetSpec::Embedded || !self.pin {
             return None;

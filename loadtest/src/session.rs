@@ -243,19 +243,14 @@ fn build(
         },
         agents: match (&s.target, s.kind) {
             (TargetSpec::Embedded, kind) => format!(
-                "{} {} agents on {} worker thread{}, {}",
+                "{} {} agents {}",
                 s.agents,
                 if kind == AgentKind::Native {
                     "native"
                 } else {
                     "WASM"
                 },
-                s.agent_workers(),
-                if s.agent_workers() == 1 { "" } else { "s" },
-                match s.load_cores() {
-                    Some(cores) => format!("sharing cores {cores:?} with the generator"),
-                    None => "not pinned".to_owned(),
-                }
+                settled.placement.as_deref().unwrap_or_default()
             ),
             _ => format!("agent {}", s.agent),
         },

@@ -108,9 +108,16 @@ pub struct EmbeddedSender {
     tally: Arc<Tally>,
     payload: usize,
     timeout: Duration,
+    /// The cores the agents' workers run on, which the generators share.
+    cores: Option<Vec<usize>>,
 }
 
 impl EmbeddedSender {
+    /// The cores the generators should share with the agents, if pinned.
+    pub(super) fn cores(&self) -> Option<&[usize]> {
+        self.cores.as_deref()
+    }
+
     pub(super) async fn send(self: &Arc<Self>, m: Outgoing, wait: bool) {
         let agent = (m.index % self.addrs.len() as u64) as usize;
         let payload = tally::payload(self.tally.offset_ns(m.intended), self.payload);
@@ -174,6 +181,8 @@ pub struct Embedded {
     pub(super) sender: Arc<EmbeddedSender>,
     rt: Runtime,
     _threads: AgentThreads,
+    /// Where the agents ran, for the report.
+    placement: String,
 }
 
 /// The Tokio runtime the agents run on, apart from the tool's own tasks (as
@@ -229,7 +238,16 @@ impl Embedded {
             max_error_rate: None,
             min_throughput: None,
         };
-        let threads = AgentThreads::start(s.agent_workers(), s.load_cores())?;
+        let (workers, cores) = (s.agent_workers(), s.load_cores());
+        let placement = format!(
+            "on {workers} worker thread{}, {}",
+            if workers == 1 { "" } else { "s" },
+            match &cores {
+                Some(cores) => format!("sharing cores {cores:?} with the generator"),
+                None => "not pinned".to_owned(),
+            }
+        );
+        let threads = AgentThreads::start(workers, cores.clone())?;
         let rt = Runtime::builder()
             .handle(threads.handle())
             .dead_letter_capacity(DEAD_LETTERS_KEPT)
@@ -271,9 +289,11 @@ impl Embedded {
                 tally,
                 payload: s.payload,
                 timeout: s.timeout.0,
+                cores,
             }),
             rt,
             _threads: threads,
+            placement,
         })
     }
 
@@ -300,6 +320,7 @@ impl Embedded {
         let acc = self.rt.accounting();
         let mut settled = Settled {
             latency_source: "handled by the agent (tells), reply received (asks)",
+            placement: Some(self.placement.clone()),
             ..Settled::default()
         };
         for r in DeadLetterReason::ALL {

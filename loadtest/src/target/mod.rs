@@ -65,6 +65,8 @@ pub struct Settled {
     pub dead_errors: u64,
     /// Where tell latency is measured to.
     pub latency_source: &'static str,
+    /// Embedded: the agents' worker threads and cores.
+    pub placement: Option<String>,
 }
 
 /// The sending half, cloned into every generator.
@@ -79,6 +81,15 @@ pub enum Sender {
 }
 
 impl Sender {
+    /// Embedded: the cores a generator shares with the agents (see
+    /// [`crate::cpus`]); `None` when nothing is pinned.
+    pub fn load_cores(&self) -> Option<&[usize]> {
+        match self {
+            Sender::Embedded(s) => s.cores(),
+            Sender::Tcp(_) | Sender::Http(_) => None,
+        }
+    }
+
     /// Sends a tick's worth of messages without waiting for asks.
     ///
     /// # Cancel safety
