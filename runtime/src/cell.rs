@@ -13,9 +13,9 @@
     reason = "send errors hand the message back by value (the style guide's contract); boxing would allocate on every refusal"
 )]
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Wake, Waker};
 use std::time::SystemTime;
 
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetters};
 use crate::envelope::{Envelope, Tick};
 use crate::error::SendError;
 use crate::mailbox::{Item, Mailbox, Overflow, Refusal};
+use crate::runtime::{Inner, Runtime};
 use crate::slo::{AgentLatency, SloTargets};
 use crate::stats::Counters;
 
@@ -42,6 +43,40 @@ pub(crate) enum Control {
     StopNow = 3,
 }
 
+/// Starts an agent's task (kept in the cell of a lazily started agent).
+pub(crate) trait Start: Send {
+    fn start(self: Box<Self>, rt: &Runtime, cell: Arc<AgentCell>) -> JoinHandle<()>;
+}
+
+/// An agent's task, or what will start it.
+enum Task {
+    /// `lazy_start`, not started yet: the first push into the mailbox starts it.
+    Lazy(Box<dyn Start>),
+    Running(JoinHandle<()>),
+    /// Taken by a stop, or retired without ever starting.
+    Ended,
+}
+
+/// The waker a lazily started agent's mailbox holds until the task exists:
+/// the first push wakes it, as it would wake a parked agent, and it starts
+/// the task. Weak, so an agent that never starts keeps nothing alive.
+struct Activation {
+    rt: Weak<Inner>,
+    cell: Weak<AgentCell>,
+}
+
+impl Wake for Activation {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let (Some(inner), Some(cell)) = (self.rt.upgrade(), self.cell.upgrade()) {
+            cell.activate(&Runtime { inner });
+        }
+    }
+}
+
 pub(crate) struct AgentCell {
     pub id: AgentId,
     pub name: Arc<str>,
@@ -49,7 +84,7 @@ pub(crate) struct AgentCell {
     pub counters: Counters,
     pub max_batch: usize,
     control: AtomicU8,
-    pub task: Mutex<Option<JoinHandle<()>>>,
+    task: Mutex<Task>,
     /// Stamp enqueue times and record latency histograms.
     pub record_latency: bool,
     /// Latency state, allocated at the first sample.
@@ -81,11 +116,61 @@ impl AgentCell {
             counters: Counters::default(),
             max_batch,
             control: AtomicU8::new(Control::Run as u8),
-            task: Mutex::new(None),
+            task: Mutex::new(Task::Ended),
             record_latency,
             latency: Mutex::new(None),
             slo: config.slo.map(Box::new),
         }
+    }
+
+    pub(crate) fn set_running(&self, handle: JoinHandle<()>) {
+        *self.task_slot() = Task::Running(handle);
+    }
+
+    /// Defers the task until the first push (see [`Activation`]).
+    pub(crate) fn set_lazy(self: &Arc<Self>, start: Box<dyn Start>, rt: &Runtime) {
+        *self.task_slot() = Task::Lazy(start);
+        let activation = Arc::new(Activation {
+            rt: Arc::downgrade(&rt.inner),
+            cell: Arc::downgrade(self),
+        });
+        self.mailbox.park(Waker::from(activation));
+    }
+
+    /// Starts a lazy agent's task; does nothing once it started or ended.
+    pub(crate) fn activate(self: &Arc<Self>, rt: &Runtime) {
+        let mut slot = self.task_slot();
+        if let Task::Lazy(_) = &*slot
+            && let Task::Lazy(start) = std::mem::replace(&mut *slot, Task::Ended)
+        {
+            // A restart request that started it has no instance to replace.
+            self.clear_restart();
+            *slot = Task::Running(start.start(rt, self.clone()));
+        }
+    }
+
+    /// For a stop (the mailbox is closed): the task to join, started now if
+    /// messages were accepted before it started. `None` when there is none;
+    /// a lazy agent that never had a message is retired here, without
+    /// running `on_start` or `on_stop`.
+    pub(crate) fn take_task(self: &Arc<Self>, rt: &Runtime) -> Option<JoinHandle<()>> {
+        let mut slot = self.task_slot();
+        match std::mem::replace(&mut *slot, Task::Ended) {
+            Task::Running(handle) => Some(handle),
+            Task::Ended => None,
+            // Closed with nothing reserved: no message can arrive any more.
+            Task::Lazy(_) if self.mailbox.depth() == 0 => {
+                drop(slot);
+                rt.unregister(self);
+                rt.retire(self);
+                None
+            }
+            Task::Lazy(start) => Some(start.start(rt, self.clone())),
+        }
+    }
+
+    fn task_slot(&self) -> std::sync::MutexGuard<'_, Task> {
+        self.task.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn control(&self) -> Control {

@@ -94,6 +94,13 @@ pub struct AgentConfig {
     pub supervision: Supervision,
     /// SLO targets for this agent; `None` uses the runtime's default.
     pub slo: Option<SloTargets>,
+    /// Start the agent's task at its first message (or control request)
+    /// instead of at spawn. Until then the agent costs no task: spawning is
+    /// a registration, and an idle agent holds only its cell. `on_start` runs
+    /// at that first message; an agent that never got one is retired at
+    /// stop without running `on_start` or `on_stop`. See
+    /// `docs/decisions/0011-lazy-start.md`.
+    pub lazy_start: bool,
 }
 
 impl Default for AgentConfig {
@@ -104,6 +111,7 @@ impl Default for AgentConfig {
             max_batch: DEFAULT_MAX_BATCH,
             supervision: Supervision::default(),
             slo: None,
+            lazy_start: false,
         }
     }
 }
@@ -134,6 +142,14 @@ impl AgentConfig {
     #[must_use]
     pub fn supervision(mut self, supervision: Supervision) -> AgentConfig {
         self.supervision = supervision;
+        self
+    }
+
+    /// Starts the agent's task at its first message instead of at spawn
+    /// (see [`AgentConfig::lazy_start`]).
+    #[must_use]
+    pub fn lazy_start(mut self, lazy: bool) -> AgentConfig {
+        self.lazy_start = lazy;
         self
     }
 

@@ -299,6 +299,12 @@ impl Mailbox {
         }
     }
 
+    /// Stores `waker` as if the consumer had parked on an empty queue: the
+    /// next push takes and wakes it.
+    pub fn park(&self, waker: Waker) {
+        self.lock().parked = Some(waker);
+    }
+
     /// Wakes an idle consumer without adding a message.
     pub fn wake(&self) {
         self.push_reserved(Item::Wake);

@@ -338,9 +338,8 @@ impl Runtime {
         ));
         self.insert_name(name, Route::Agent(cell.clone()))?;
         self.inner.registry.ids.insert(cell.id, cell.clone());
-        let id = cell.id;
-        supervisor::start(self, cell, factory, config.supervision);
-        Ok(id)
+        supervisor::start(self, &cell, factory, config.supervision, config.lazy_start);
+        Ok(cell.id)
     }
 
     /// Starts a pool of `size` instances under `name`; members are named `name#i`.
@@ -380,7 +379,13 @@ impl Runtime {
             self.inner.registry.ids.insert(cell.id, cell.clone());
             ids.push(cell.id);
             let f = factory.clone();
-            supervisor::start(self, cell, move || f(), config.supervision);
+            supervisor::start(
+                self,
+                &cell,
+                move || f(),
+                config.supervision,
+                config.lazy_start,
+            );
         }
         Ok(ids)
     }

@@ -60,13 +60,11 @@ pub(crate) async fn stop_cells(
     cells: &[Arc<AgentCell>],
     grace: Duration,
 ) -> (Vec<String>, Vec<String>) {
-    for cell in cells {
-        cell.mailbox.close();
-        cell.request(Control::Drain);
-    }
     let mut handles = Vec::with_capacity(cells.len());
     for cell in cells {
-        if let Some(h) = cell.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        cell.mailbox.close();
+        if let Some(h) = cell.take_task(rt) {
+            cell.request(Control::Drain);
             handles.push((cell.clone(), h));
         }
     }

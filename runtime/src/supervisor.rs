@@ -31,11 +31,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::{Agent, Context};
-use crate::cell::{AgentCell, Control};
+use crate::cell::{AgentCell, Control, Start};
 use crate::config::{RestartPolicy, Supervision};
 use crate::deadletter::{DeadLetterReason, DeadLetters};
 use crate::envelope::Envelope;
@@ -114,16 +115,41 @@ async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
         .map_err(|p| panic_message(&*p))
 }
 
-/// Spawns the task of one agent and stores its handle in the cell.
-pub(crate) fn start<A, F>(rt: &Runtime, cell: Arc<AgentCell>, factory: F, sup: Supervision)
+/// Starts one agent: now, or (`lazy_start`) when its first message or
+/// control request arrives.
+pub(crate) fn start<A, F>(
+    rt: &Runtime,
+    cell: &Arc<AgentCell>,
+    factory: F,
+    sup: Supervision,
+    lazy: bool,
+) where
+    A: Agent,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let start = Box::new(Starter { factory, sup });
+    if lazy {
+        cell.set_lazy(start, rt);
+    } else {
+        cell.set_running(start.start(rt, cell.clone()));
+    }
+}
+
+/// What a lazily started agent's cell keeps until its task starts.
+struct Starter<F> {
+    factory: F,
+    sup: Supervision,
+}
+
+impl<A, F> Start for Starter<F>
 where
     A: Agent,
     F: Fn() -> A + Send + Sync + 'static,
 {
-    let span = tracing::info_span!("agent", agent = %cell.name, id = %cell.id);
-    let task = run(rt.clone(), cell.clone(), factory, sup).instrument(span);
-    let handle = rt.spawn_task(task);
-    *cell.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    fn start(self: Box<Self>, rt: &Runtime, cell: Arc<AgentCell>) -> JoinHandle<()> {
+        let span = tracing::info_span!("agent", agent = %cell.name, id = %cell.id);
+        rt.spawn_task(run(rt.clone(), cell, self.factory, self.sup).instrument(span))
+    }
 }
 
 async fn run<A, F>(rt: Runtime, cell: Arc<AgentCell>, factory: F, sup: Supervision)

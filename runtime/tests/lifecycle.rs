@@ -378,20 +378,34 @@ async fn accounting_balances_under_concurrency_failure_and_shutdown() {
         Moody::default,
     )
     .unwrap();
+    rt.spawn("lazy", small.lazy_start(true), Moody::default)
+        .unwrap();
+    // Members that start at their first message, some of them racing the
+    // shutdown, some never started at all.
+    rt.spawn_pool(
+        "lazypool",
+        64,
+        Strategy::RoundRobin,
+        small.lazy_start(true),
+        Moody::default,
+    )
+    .unwrap();
     let refused = Arc::new(AtomicU64::new(0));
     let mut producers = Vec::new();
     for p in 0..6u64 {
         let rt = rt.clone();
         let refused = refused.clone();
         producers.push(tokio::spawn(async move {
-            let targets = ["block", "reject", "shed", "pool", "never"];
+            let targets = [
+                "block", "reject", "shed", "pool", "never", "lazy", "lazypool",
+            ];
             for i in 0..4000u64 {
                 let payload: &'static str = match (i * 7 + p) % 97 {
                     0 => "panic",
                     1 => "fail",
                     _ => "x",
                 };
-                let target = targets[((i + p) % 5) as usize];
+                let target = targets[((i + p) % 7) as usize];
                 let env = Envelope::tell(payload).with_ttl(Duration::from_millis(if i % 13 == 0 {
                     0
                 } else {
@@ -442,4 +456,80 @@ async fn accounting_balances_under_concurrency_failure_and_shutdown() {
     );
     assert_eq!(a.rejected, refused.load(Ordering::Relaxed));
     assert!(a.handled > 0 && a.dead_lettered() > 0, "{a}");
+}
+
+#[tokio::test]
+async fn a_lazy_agent_starts_at_its_first_message() {
+    let rt = Runtime::new();
+    let m = Moody::default();
+    let agent = m.clone();
+    let config = AgentConfig::default().lazy_start(true);
+    rt.spawn("lazy", config, move || agent.clone()).unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(
+        m.starts.load(Ordering::SeqCst),
+        0,
+        "started before any message"
+    );
+    let reply = rt
+        .ask("lazy", Envelope::ask("x"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply.payload().as_ref(), b"ok");
+    assert_eq!(m.starts.load(Ordering::SeqCst), 1);
+    rt.tell("lazy", Envelope::tell("y")).await.unwrap();
+    let report = rt.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.accounting.handled, 2, "{}", report.accounting);
+    assert!(report.accounting.balanced());
+    assert_eq!(m.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(m.stops.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_lazy_agent_that_never_had_a_message_stops_without_starting() {
+    let rt = Runtime::new();
+    let m = Moody::default();
+    let agent = m.clone();
+    let config = AgentConfig::default().lazy_start(true);
+    rt.spawn_pool("idle", 8, Strategy::RoundRobin, config, move || {
+        agent.clone()
+    })
+    .unwrap();
+    let single = m.clone();
+    rt.spawn("one", config, move || single.clone()).unwrap();
+    assert_eq!(rt.agent_count(), 9);
+    let removed = rt.remove("one", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(removed.accepted, 0);
+    assert!(rt.tell("one", Envelope::tell("x")).await.is_err());
+    // One member of the pool gets a message; the other seven never start.
+    rt.tell("idle", Envelope::tell("x")).await.unwrap();
+    let report = rt.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.accounting.handled, 1, "{}", report.accounting);
+    assert!(report.accounting.balanced());
+    assert_eq!(m.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(m.stops.load(Ordering::SeqCst), 1);
+    assert_eq!(rt.agent_count(), 0, "every agent retired");
+}
+
+#[tokio::test]
+async fn a_lazy_agent_starts_on_a_control_request() {
+    let rt = Runtime::new();
+    let m = Moody::default();
+    let agent = m.clone();
+    rt.spawn("lazy", AgentConfig::default().lazy_start(true), move || {
+        agent.clone()
+    })
+    .unwrap();
+    assert!(rt.restart("lazy"));
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while m.starts.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "a restart request did not start it"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let report = rt.shutdown(Duration::from_secs(10)).await;
+    assert!(report.accounting.balanced());
+    assert_eq!(m.stops.load(Ordering::SeqCst), 1);
 }
