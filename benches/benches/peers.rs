@@ -11,6 +11,8 @@
 //! 3. *Spawn*: 100,000 actors in a row, each spawn timed (mean); idle memory
 //!    per actor from a counting global allocator (live heap delta after the
 //!    actors settle, divided by 100,000; handle `Vec`s are reserved beforehand).
+//!    Switchyard twice: default (the task starts at spawn) and `sy (lazy)`,
+//!    with `AgentConfig::lazy_start` (the task starts at the first message).
 //!
 //! **APIs**, each framework's idiomatic one: Switchyard `rt.tell(name, ..)`
 //! (also `Addr::tell` after `resolve`) and `rt.ask`; actix `do_send` / `send`;
@@ -129,7 +131,7 @@ fn main() {
             "switchyard",
             |n| switchyard_peer::throughput(n, Addressing::ByName),
             switchyard_peer::asks,
-            switchyard_peer::spawns,
+            || switchyard_peer::spawns(false),
         ));
         let rates = NS
             .iter()
@@ -142,6 +144,15 @@ fn main() {
             p99_us: f64::NAN,
             spawn_us: f64::NAN,
             bytes_per_actor: f64::NAN,
+        });
+        let lazy = switchyard_peer::spawns(true);
+        cols.push(Column {
+            name: "sy (lazy)",
+            rates: vec![f64::NAN; NS.len()],
+            p50_us: f64::NAN,
+            p99_us: f64::NAN,
+            spawn_us: lazy.total.as_secs_f64() * 1e6 / SPAWNS as f64,
+            bytes_per_actor: lazy.heap_per_actor,
         });
     }
     if on("actix") {

@@ -1,12 +1,16 @@
 //! # What does an agent cost to start and to keep idle?
 //!
 //! **Workload.** One producer task on a 2-worker Tokio runtime calls
-//! `rt.spawn(name, AgentConfig::default(), || Echo)` 100,000 times in a row
+//! `rt.spawn(name, config, || Echo)` 100,000 times in a row
 //! (names built beforehand). Then, on a fresh runtime, 1,000,000 agents the
 //! same way, to check that a million can be registered and what they cost.
+//! Both runs again with `AgentConfig::default().lazy_start(true)`: the task
+//! starts at the agent's first message, so spawning is a registration and an
+//! idle agent holds no task (decision 0011).
 //!
 //! **Timed section.** Each `rt.spawn` call on its own (HdrHistogram, ns) and
-//! the whole loop. `spawn` registers the agent and starts its task; the
+//! the whole loop. `spawn` registers the agent and starts its task (lazy:
+//! only registers it); the
 //! task's first poll (`on_start`, waiting on the mailbox) happens on the
 //! workers meanwhile, so the loop time is the sender-side cost. Then, after
 //! the memory is read, `rt.shutdown(grace)` of all those idle agents, timed.
@@ -57,7 +61,7 @@ struct Measured {
     shutdown: Duration,
 }
 
-fn run(agents: usize, time_each: bool) -> Measured {
+fn run(agents: usize, time_each: bool, config: AgentConfig) -> Measured {
     let tokio = tokio_runtime();
     let names = names("idle", agents);
     let m = run_in_task(&tokio, async move {
@@ -69,11 +73,11 @@ fn run(agents: usize, time_each: bool) -> Measured {
         for name in names.iter() {
             if time_each {
                 let t = Instant::now();
-                rt.spawn(name, AgentConfig::default(), || Echo)
+                rt.spawn(name, config, || Echo)
                     .expect("valid, unique names");
                 hist.record(t.elapsed());
             } else {
-                rt.spawn(name, AgentConfig::default(), || Echo)
+                rt.spawn(name, config, || Echo)
                     .expect("valid, unique names");
             }
         }
@@ -125,18 +129,24 @@ fn tokio_task_floor() -> f64 {
 }
 
 fn main() {
-    let m = run(SPAWNS, true);
-    println!(
-        "\nspawn: {} native agents (Echo, default config) spawned in a row from one task",
-        m.agents
-    );
-    Percentiles::print_header();
-    m.hist.print_row("rt.spawn(name, default, || Echo)");
-    report(&m);
-
-    let m = run(MILLION, false);
-    println!("\nregistration check: {} agents", m.agents);
-    report(&m);
+    let eager = AgentConfig::default();
+    let lazy = eager.lazy_start(true);
+    for (label, config) in [("lazy_start", lazy), ("eager", eager)] {
+        let m = run(SPAWNS, true, config);
+        println!(
+            "\nspawn ({label}): {} native agents (Echo) spawned in a row from one task",
+            m.agents
+        );
+        Percentiles::print_header();
+        m.hist
+            .print_row(&format!("rt.spawn(name, {label}, || Echo)"));
+        report(&m);
+    }
+    for (label, config) in [("eager", eager), ("lazy_start", lazy)] {
+        let m = run(MILLION, false, config);
+        println!("\nregistration check ({label}): {} agents", m.agents);
+        report(&m);
+    }
     println!(
         "\nfloor: a bare tokio::spawn(pending()) task holds {:.0} B of heap",
         tokio_task_floor()

@@ -38,7 +38,9 @@ use crate::runtime::{PublishReport, Runtime};
 /// ```
 pub trait Agent: Send + 'static {
     /// Called once per instance before its first message (again after each restart).
-    /// An error counts as a failure of the instance.
+    /// An error counts as a failure of the instance. With
+    /// [`AgentConfig::lazy_start`](crate::AgentConfig::lazy_start) it runs when
+    /// the first message arrives, not at spawn.
     fn on_start(
         &mut self,
         ctx: &mut Context,

@@ -102,7 +102,8 @@ pub fn asks() -> Percentiles {
 }
 
 /// `SPAWNS` agents in a row; memory per idle agent.
-pub fn spawns() -> Spawned {
+/// `lazy`: `AgentConfig::lazy_start`, the task starts at the first message.
+pub fn spawns(lazy: bool) -> Spawned {
     let tokio = tokio_runtime();
     let names: Arc<[String]> = names("idle", SPAWNS);
     let out = run_in_task(&tokio, async move {
@@ -113,7 +114,7 @@ pub fn spawns() -> Spawned {
         let started = Instant::now();
         for name in names.iter() {
             let t = Instant::now();
-            rt.spawn(name, AgentConfig::default(), || Echo)
+            rt.spawn(name, AgentConfig::default().lazy_start(lazy), || Echo)
                 .expect("valid, unique names");
             hist.record(t.elapsed());
         }
