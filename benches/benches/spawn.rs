@@ -4,7 +4,8 @@
 //! `rt.spawn(name, config, || Echo)` 100,000 times in a row
 //! (names built beforehand). Then, on a fresh runtime, 1,000,000 agents the
 //! same way, to check that a million can be registered and what they cost.
-//! Both runs again with `AgentConfig::default().lazy_start(true)`: the task
+//! Both runs again (the 100,000 first, on fresh memory) with
+//! `AgentConfig::default().lazy_start(true)`: the task
 //! starts at the agent's first message, so spawning is a registration and an
 //! idle agent holds no task (decision 0011).
 //!

@@ -229,6 +229,8 @@ pub struct AgentDefaults {
     pub supervision: SupervisionSpec,
     /// Latency objectives.
     pub slo: Option<SloSpec>,
+    /// Start each agent's task at its first message instead of at boot.
+    pub lazy_start: bool,
 }
 
 impl Default for AgentDefaults {
@@ -241,6 +243,7 @@ impl Default for AgentDefaults {
             strategy: Strategy::RoundRobin,
             supervision: SupervisionSpec::default(),
             slo: None,
+            lazy_start: false,
         }
     }
 }
@@ -319,6 +322,8 @@ pub struct AgentSpec {
     pub supervision: SupervisionSpec,
     /// Overrides `defaults.slo`.
     pub slo: Option<SloSpec>,
+    /// Overrides `defaults.lazy_start`.
+    pub lazy_start: Option<bool>,
     /// For `wasm`: cap on the guest's linear memory, MiB (default 16, at most 64).
     pub memory_mib: Option<usize>,
     /// For `wasm`: CPU time one message may take, ms (default 100).

@@ -356,6 +356,9 @@ pub fn resolve_agent(
     if let Some(v) = spec.max_batch {
         eff.max_batch = v;
     }
+    if let Some(v) = spec.lazy_start {
+        eff.lazy_start = v;
+    }
     let mut config = agent_config(
         &c,
         key,
@@ -502,6 +505,7 @@ fn agent_config(
         overflow: d.overflow,
         max_batch: d.max_batch,
         supervision,
+        lazy_start: d.lazy_start,
         ..AgentConfig::default()
     };
     config

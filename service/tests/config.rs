@@ -128,3 +128,34 @@ fn a_missing_file_says_which() {
     assert!(matches!(e, ConfigError::Read { .. }));
     assert!(e.to_string().contains("/no/such/switchyard.toml"));
 }
+
+#[test]
+fn lazy_start_comes_from_the_defaults_and_an_agent_overrides_it() {
+    let text = r#"
+[defaults]
+lazy_start = true
+
+[[agents]]
+name = "users"
+kind = "native"
+builtin = "echo"
+pool_size = 16
+
+[[agents]]
+name = "ticker"
+kind = "native"
+builtin = "counter"
+lazy_start = false
+"#;
+    let c = Config::parse(text, "my.toml").unwrap().validate().unwrap();
+    let lazy: Vec<_> = c
+        .agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.config.lazy_start))
+        .collect();
+    assert_eq!(lazy, [("users", true), ("ticker", false)]);
+    let embedded = Config::embedded().unwrap().validate().unwrap();
+    assert!(embedded.agents.iter().all(|a| !a.config.lazy_start));
+    let e = err("[defaults]\nlazy_start = \"yes\"\n");
+    assert!(e.contains("my.toml") && e.contains("lazy_start"), "{e}");
+}
