@@ -249,15 +249,15 @@ impl Client {
             tasks.push(tokio::spawn(slot.run(rx)));
             slots.push(tx);
         }
-        Ok(Client {
-            inner: Arc::new(Inner {
-                slots,
-                tasks: std::sync::Mutex::new(tasks),
-                next: AtomicUsize::new(0),
-                stats,
-                ask_timeout: config.ask_timeout,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            slots,
+            tasks: std::sync::Mutex::new(tasks),
+            next: AtomicUsize::new(0),
+            stats,
+            ask_timeout: config.ask_timeout,
+        });
+        tokio::spawn(timer_anchor(Arc::downgrade(&inner)));
+        Ok(Client { inner })
     }
 
     fn slot_for(&self, agent: &str) -> &mpsc::Sender<Op> {
@@ -404,4 +404,18 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// How far ahead the timer anchor keeps a timer armed.
+const TIMER_ANCHOR: Duration = Duration::from_millis(20);
+
+/// Keeps a timer armed in the Tokio time driver at most [`TIMER_ANCHOR`]
+/// ahead while the client lives, so that arming an ask's timeout (one per
+/// ask) never has to wake a parked worker: Tokio's time driver does that
+/// whenever a new timer is due before its next wake-up. The runtime does the
+/// same for its asks; see `docs/decisions/0012-timer-anchor.md`.
+async fn timer_anchor(inner: std::sync::Weak<Inner>) {
+    while inner.strong_count() > 0 {
+        tokio::time::sleep(TIMER_ANCHOR).await;
+    }
 }

@@ -169,6 +169,9 @@ impl RuntimeBuilder {
         {
             let _ = rt.inner.ticker.set(ticker);
         }
+        rt.inner
+            .handle
+            .spawn(timer_anchor(Arc::downgrade(&rt.inner)));
         rt
     }
 }
@@ -541,6 +544,7 @@ impl Runtime {
         mut env: Envelope,
         timeout: Duration,
     ) -> Result<Envelope, AskError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         env.set_kind(Kind::Ask);
         env.reply = Some(ReplyTo(tx));
@@ -555,7 +559,7 @@ impl Runtime {
             .telemetry
             .latency
             .then(crate::envelope::Tick::now);
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => {
                 if let (Some(asked), Some(from)) = (asked, reply.from())
                     && let Some(cell) = self.inner.registry.ids.get(&from)
@@ -786,6 +790,24 @@ impl Runtime {
         if self.inner.registry.ids.remove(&cell.id).is_some() {
             retired.add(&cell.counters.snapshot());
         }
+    }
+}
+
+/// How far ahead the timer anchor keeps a timer armed.
+const TIMER_ANCHOR: Duration = Duration::from_millis(20);
+
+/// Keeps a timer armed in the Tokio time driver at most [`TIMER_ANCHOR`]
+/// ahead, for as long as the runtime lives.
+///
+/// Every ask arms a timeout. Tokio's time driver wakes a parked worker
+/// whenever a new timer is due *earlier* than the driver's next wake-up, and
+/// with no other timer that is every ask: an `eventfd` write and a
+/// cross-core wake-up per ask, which doubled the ask round trip. With a timer
+/// always due sooner than any ask's timeout, arming one wakes no one
+/// (decision 0012).
+async fn timer_anchor(inner: std::sync::Weak<Inner>) {
+    while inner.strong_count() > 0 {
+        tokio::time::sleep(TIMER_ANCHOR).await;
     }
 }
 
