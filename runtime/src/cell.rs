@@ -134,7 +134,11 @@ impl AgentCell {
             rt: Arc::downgrade(&rt.inner),
             cell: Arc::downgrade(self),
         });
-        self.mailbox.park(Waker::from(activation));
+        // A sender that found the name before the waker was in place pushed
+        // without waking anyone: start now for what it left.
+        if !self.mailbox.park(Waker::from(activation)) {
+            self.activate(rt);
+        }
     }
 
     /// Starts a lazy agent's task; does nothing once it started or ended.
@@ -372,5 +376,40 @@ impl AgentCell {
             }
             Err(r) => Err(self.refused(r, item, n)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{Agent, Context};
+    use crate::config::{AgentConfig, Supervision};
+    use crate::error::AgentError;
+
+    struct Quiet;
+
+    impl Agent for Quiet {
+        async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
+            Ok(())
+        }
+    }
+
+    /// A sender can find a lazy agent's name before its activation waker is
+    /// in place; its message must still start the agent.
+    #[tokio::test]
+    async fn a_message_queued_before_the_activation_waker_starts_a_lazy_agent() {
+        let rt = Runtime::new();
+        let config = AgentConfig::default().lazy_start(true);
+        let cell = Arc::new(AgentCell::new("early".into(), &config, false));
+        cell.offer(Envelope::tell("x"), rt.dead_letter_queue())
+            .unwrap();
+        crate::supervisor::start(&rt, &cell, || Quiet, Supervision::default(), true);
+        for _ in 0..10_000 {
+            if cell.counters.snapshot().handled == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the queued message was never handled");
     }
 }

@@ -299,10 +299,16 @@ impl Mailbox {
         }
     }
 
-    /// Stores `waker` as if the consumer had parked on an empty queue: the
-    /// next push takes and wakes it.
-    pub fn park(&self, waker: Waker) {
-        self.lock().parked = Some(waker);
+    /// Stores `waker` as if the consumer had parked on an empty queue, so the
+    /// next push takes and wakes it. Returns false (storing nothing) when
+    /// the queue is not empty: no push is coming to wake it for those items.
+    pub fn park(&self, waker: Waker) -> bool {
+        let mut q = self.lock();
+        if !q.items.is_empty() {
+            return false;
+        }
+        q.parked = Some(waker);
+        true
     }
 
     /// Wakes an idle consumer without adding a message.
