@@ -127,12 +127,26 @@ pub(crate) fn start<A, F>(
     A: Agent,
     F: Fn() -> A + Send + Sync + 'static,
 {
-    let start = Box::new(Starter { factory, sup });
     if lazy {
-        cell.set_lazy(start, rt);
+        cell.set_lazy(Box::new(Starter { factory, sup }), rt);
     } else {
-        cell.set_running(start.start(rt, cell.clone()));
+        cell.set_running(spawn_agent(rt, cell.clone(), factory, sup));
     }
+}
+
+/// Spawns the task of one agent.
+fn spawn_agent<A, F>(
+    rt: &Runtime,
+    cell: Arc<AgentCell>,
+    factory: F,
+    sup: Supervision,
+) -> JoinHandle<()>
+where
+    A: Agent,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let span = tracing::info_span!("agent", agent = %cell.name, id = %cell.id);
+    rt.spawn_task(run(rt.clone(), cell, factory, sup).instrument(span))
 }
 
 /// What a lazily started agent's cell keeps until its task starts.
@@ -147,8 +161,7 @@ where
     F: Fn() -> A + Send + Sync + 'static,
 {
     fn start(self: Box<Self>, rt: &Runtime, cell: Arc<AgentCell>) -> JoinHandle<()> {
-        let span = tracing::info_span!("agent", agent = %cell.name, id = %cell.id);
-        rt.spawn_task(run(rt.clone(), cell, self.factory, self.sup).instrument(span))
+        spawn_agent(rt, cell, self.factory, self.sup)
     }
 }
 
