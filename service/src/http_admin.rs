@@ -131,6 +131,8 @@ struct UploadParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_batch: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    lazy_start: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     memory_mib: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cpu_per_message_ms: Option<u64>,
@@ -150,7 +152,7 @@ impl UploadParams {
                 StatusCode::BAD_REQUEST,
                 "invalid_agent",
                 "a component upload needs ?name=NAME (and optionally pool_size, capacity, max_batch, \
-                 memory_mib, cpu_per_message_ms, config, clock, env)",
+                 lazy_start, memory_mib, cpu_per_message_ms, config, clock, env)",
             ));
         };
         let mut v = json!({
@@ -163,6 +165,7 @@ impl UploadParams {
             ("pool_size", self.pool_size.map(|x| json!(x))),
             ("capacity", self.capacity.map(|x| json!(x))),
             ("max_batch", self.max_batch.map(|x| json!(x))),
+            ("lazy_start", self.lazy_start.map(|x| json!(x))),
             ("memory_mib", self.memory_mib.map(|x| json!(x))),
             (
                 "cpu_per_message_ms",

@@ -115,9 +115,15 @@ config = "ignored by echo"
     assert_eq!(json(&body)["generation"], 1);
     assert_eq!(ask(addr, "wjson", "hi").await, "hi");
 
-    // Deployed by uploading the component bytes, as a pool of 2.
+    // Deployed by uploading the component bytes, as a pool of 2 whose
+    // members start (and run the guest's init) at their first message.
     let bytes = std::fs::read(&echo).unwrap();
-    let (status, body) = post(addr, "/v1/agents?name=wup&pool_size=2", &bytes).await;
+    let (status, body) = post(
+        addr,
+        "/v1/agents?name=wup&pool_size=2&lazy_start=true",
+        &bytes,
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(ask(addr, "wup", "up").await, "up");
     let (status, body) = post(addr, "/v1/agents/wup/messages", b"tell").await;
