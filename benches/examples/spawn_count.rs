@@ -7,6 +7,7 @@
 //! valgrind --tool=callgrind target/release/examples/spawn_count 20000
 //! ```
 //! Run it with `0` agents too and subtract, to get instructions per spawn.
+//! A second argument `lazy` spawns with `AgentConfig::lazy_start`.
 
 use switchyard_benches::{names, run_in_task, tokio_runtime};
 use switchyard_examples::Echo;
@@ -17,13 +18,15 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
+    let lazy = std::env::args().nth(2).is_some_and(|a| a == "lazy");
+    let config = AgentConfig::default().lazy_start(lazy);
     let tokio = tokio_runtime();
     let names = names("idle", n);
     let spawned = run_in_task(&tokio, async move {
         let rt = Runtime::new();
         let t = std::time::Instant::now();
         for name in names.iter() {
-            rt.spawn(name, AgentConfig::default(), || Echo)
+            rt.spawn(name, config, || Echo)
                 .expect("valid, unique names");
         }
         let took = t.elapsed();
