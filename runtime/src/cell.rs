@@ -173,6 +173,11 @@ impl AgentCell {
         }
     }
 
+    /// False only for a lazy agent whose task has not started.
+    pub(crate) fn started(&self) -> bool {
+        !matches!(*self.task_slot(), Task::Lazy(_))
+    }
+
     fn task_slot(&self) -> std::sync::MutexGuard<'_, Task> {
         self.task.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -69,6 +69,9 @@ pub struct AgentInfo {
     pub capacity: usize,
     /// Overflow policy.
     pub overflow: Overflow,
+    /// Whether its task has started: false only for a `lazy_start` agent
+    /// that has had no message yet.
+    pub started: bool,
     /// Its counters.
     pub accounting: Accounting,
 }
@@ -751,6 +754,7 @@ impl Runtime {
                 depth: c.mailbox.depth(),
                 capacity: c.mailbox.capacity(),
                 overflow: c.mailbox.overflow(),
+                started: c.started(),
                 accounting: c.counters.snapshot(),
             })
             .collect();

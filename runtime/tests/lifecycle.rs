@@ -471,12 +471,14 @@ async fn a_lazy_agent_starts_at_its_first_message() {
         0,
         "started before any message"
     );
+    assert!(!rt.agents()[0].started);
     let reply = rt
         .ask("lazy", Envelope::ask("x"), Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(reply.payload().as_ref(), b"ok");
     assert_eq!(m.starts.load(Ordering::SeqCst), 1);
+    assert!(rt.agents()[0].started);
     rt.tell("lazy", Envelope::tell("y")).await.unwrap();
     let report = rt.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.accounting.handled, 2, "{}", report.accounting);

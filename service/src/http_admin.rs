@@ -84,6 +84,7 @@ async fn list(State(s): St) -> Response {
                 "depth": a.depth,
                 "capacity": a.capacity,
                 "overflow": a.overflow.to_string(),
+                "started": a.started,
                 "kind": plan.as_ref().map(|p| match &p.source {
                     crate::config::SourceKind::Native { builtin, .. } => format!("native:{}", builtin.as_str()),
                     crate::config::SourceKind::Wasm { path } => format!("wasm:{}", path.display()),

@@ -139,6 +139,14 @@ config = "ignored by echo"
         .filter(|k| k.starts_with("wasm:"))
         .collect();
     assert!(kinds.contains(&"wasm:upload:wup.wasm"), "{kinds:?}");
+    // The one ask and the one tell went to different members (round robin),
+    // so both lazy members have started; the eager agents always have.
+    let started = listed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["started"] == true);
+    assert!(started, "{listed}");
 
     // A name in use is refused, and the running agent is untouched.
     let (status, body) = post(addr, "/v1/agents?name=wjson", &bytes).await;
