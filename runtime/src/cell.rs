@@ -144,13 +144,16 @@ impl AgentCell {
     /// Starts a lazy agent's task; does nothing once it started or ended.
     pub(crate) fn activate(self: &Arc<Self>, rt: &Runtime) {
         let mut slot = self.task_slot();
-        if let Task::Lazy(_) = &*slot
-            && let Task::Lazy(start) = std::mem::replace(&mut *slot, Task::Ended)
-        {
-            // A restart request that started it has no instance to replace.
-            self.clear_restart();
-            *slot = Task::Running(start.start(rt, self.clone()));
-        }
+        *slot = match std::mem::replace(&mut *slot, Task::Ended) {
+            Task::Lazy(start) => Task::Running(self.start_lazy(start, rt)),
+            other => other,
+        };
+    }
+
+    fn start_lazy(self: &Arc<Self>, start: Box<dyn Start>, rt: &Runtime) -> JoinHandle<()> {
+        // A restart request that started it has no instance to replace.
+        self.clear_restart();
+        start.start(rt, self.clone())
     }
 
     /// For a stop (the mailbox is closed): the task to join, started now if
@@ -169,7 +172,7 @@ impl AgentCell {
                 rt.retire(self);
                 None
             }
-            Task::Lazy(start) => Some(start.start(rt, self.clone())),
+            Task::Lazy(start) => Some(self.start_lazy(start, rt)),
         }
     }
 
