@@ -378,6 +378,12 @@ impl Mailbox {
 fn push_messages(buf: &mut Vec<Envelope>, item: Item) {
     match item {
         Item::One(env) => buf.push(env),
+        // A sender's batch into an empty buffer becomes the buffer: no copy
+        // of its envelopes, and the old buffer's allocation is freed in place
+        // of the batch's (decision 0013).
+        Item::Batch(batch) if buf.is_empty() && batch.capacity() >= buf.capacity() => {
+            *buf = batch;
+        }
         Item::Batch(mut batch) => buf.append(&mut batch),
         Item::Wake => {}
     }
@@ -386,6 +392,30 @@ fn push_messages(buf: &mut Vec<Envelope>, item: Item) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_taken_into_an_empty_buffer_is_moved_not_copied() {
+        let mb = Mailbox::new(8, Overflow::Reject);
+        let mut batch = Vec::with_capacity(8);
+        batch.extend((0..4).map(|_| Envelope::tell("x")));
+        let ptr = batch.as_ptr();
+        mb.try_reserve(4, |_| {}).unwrap();
+        mb.push_reserved(Item::Batch(batch));
+        mb.try_reserve(1, |_| {}).unwrap();
+        mb.push_reserved(Item::One(Envelope::tell("y")));
+        let mut buf = Vec::new();
+        assert_eq!(mb.take_batch(&mut buf, 64), 5);
+        assert_eq!(buf.as_ptr(), ptr, "the sender's allocation became the buffer");
+        assert_eq!(buf[4].payload().as_ref(), b"y");
+        assert_eq!(mb.depth(), 0);
+        // A buffer that already holds messages takes a batch by copying.
+        mb.try_reserve(2, |_| {}).unwrap();
+        mb.push_reserved(Item::One(Envelope::tell("z")));
+        mb.push_reserved(Item::Batch(vec![Envelope::tell("w")]));
+        let mut buf = Vec::with_capacity(4);
+        assert_eq!(mb.take_batch(&mut buf, 64), 2);
+        assert_eq!(buf.len(), 2);
+    }
 
     #[test]
     fn reject_refuses_when_full_and_counts_messages_not_items() {
