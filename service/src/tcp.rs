@@ -5,32 +5,37 @@
 //!
 //!  per connection:
 //!   socket ─► reader task ── tells: rt.tell_batch (waits on full `block` mailboxes)
-//!                │         ── asks: take an in-flight permit (max_in_flight), spawn
-//!                │                   ask task: rt.ask ─► Response ─┐
-//!                └── errors, pongs, TellFailed ────────────────────┤
-//!                                                                  ▼
+//!                │         ── asks: take an in-flight permit (max_in_flight),
+//!                │                   start rt.ask (polled once: the message is
+//!                │                   sent), hand the pending ask to the writer ─┐
+//!                └── errors, pongs, TellFailed ──────────────────────────────────┤
+//!                                                                                ▼
 //!                                  outbound queue (outbound_queue entries)
-//!                                                                  ▼
-//!                     writer task: drain queued responses into one frame, write,
-//!                     each write bounded by write_timeout ─► socket
+//!                                                                                ▼
+//!                     writer task: drives the pending asks (a reply wakes it),
+//!                     drains finished asks and queued responses into one frame,
+//!                     writes, each write bounded by write_timeout ─► socket
 //! ```
 //!
 //! - **Ownership.** The reader owns the read half and the protocol state; the
-//!   writer owns the write half; ask tasks own their permit and a sender.
+//!   writer owns the write half and the pending asks, each of which owns its
+//!   permit.
 //! - **Backpressure.** Connections beyond `max_connections` wait in the
 //!   kernel backlog (the permit is taken before `accept`). A connection with
 //!   `max_in_flight` asks in progress is not read until one completes. The
-//!   outbound queue is bounded: when it is full, ask tasks (and the reader)
-//!   wait, which stops reading. A client that stops reading its replies stalls
+//!   outbound queue is bounded: when it is full, the reader waits, which
+//!   stops reading. A client that stops reading its replies stalls
 //!   the writer; after `write_timeout` the connection is closed, so its memory
 //!   is bounded by the queue, the in-flight asks and the socket buffers.
 //! - **Ordering.** Requests are taken in order; tells to one agent from one
 //!   connection are accepted in order. Responses go out in completion order.
 //! - **Shutdown.** On the service's stop token the accept loop ends and every
-//!   reader sends `Error{ShuttingDown}` and stops reading; in-flight asks finish
-//!   and the writer flushes their replies before closing. A fatal protocol
-//!   error is written, then the server half-closes and discards input briefly,
-//!   so the client reads the error instead of a reset.
+//!   reader waits for its in-flight asks, then sends `Error{ShuttingDown}`
+//!   and stops reading; the writer flushes their replies first. When the
+//!   client closes its half, the writer still finishes and writes the asks
+//!   already read. A fatal protocol error is written, then the server
+//!   half-closes and discards input briefly, so the client reads the error
+//!   instead of a reset.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! One binary-protocol connection: handshake, reader, ask tasks, writer.
+//! One binary-protocol connection: handshake, reader, writer (which also
+//! drives the connection's asks).
 //! The contract (ownership, bounds, shutdown) is in [`crate::tcp`].
 
 use std::net::SocketAddr;
@@ -6,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use switchyard_client::codec::{CodecError, FrameCodec, RawCodec};
 use switchyard_client::wire::{
     ClientFrame, ErrorCode, HelloError, PROTOCOL_VERSION, Request, Response, ServerFrame,
@@ -39,6 +42,8 @@ const LINGER_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// What the writer sends.
 enum Out {
     Response(Response),
+    /// An ask for the writer to drive; it resolves to its response.
+    Ask(BoxFuture<'static, Response>),
     Frame(ServerFrame),
     /// Written, then the connection closes.
     Fatal(ServerFrame),
@@ -310,8 +315,10 @@ impl Conn {
         let timeout = Duration::from_millis(
             u64::from(timeout_ms).min(shared.config.limits.max_ask_timeout_ms),
         );
-        let (rt, tx, dead) = (shared.rt.clone(), self.tx.clone(), self.dead.clone());
-        shared.tracker.spawn(async move {
+        let rt = shared.rt.clone();
+        // Driven by the writer, not a task of its own: the reply wakes the
+        // writer directly, one task and one hop fewer per ask (decision 0014).
+        let ask = async move {
             let response = match rt.ask(&agent, to_envelope(message, true), timeout).await {
                 Ok(reply) => Response::Reply {
                     id,
@@ -323,13 +330,16 @@ impl Conn {
                     message: e.to_string(),
                 },
             };
-            tokio::select! {
-                _ = dead.cancelled() => {}
-                _ = tx.send(Out::Response(response)) => {}
-            }
             drop(permit);
-        });
-        true
+            response
+        };
+        // Polled once here, so the message is on its way to the agent before
+        // the writer wakes; the writer polls it again with its own waker.
+        let mut ask = ask.boxed();
+        match (&mut ask).now_or_never() {
+            Some(response) => self.send(Out::Response(response)).await,
+            None => self.send(Out::Ask(ask)).await,
+        }
     }
 
     /// Waits until every ask of this connection has queued its response.
@@ -360,6 +370,19 @@ impl Conn {
     }
 }
 
+/// A finished ask or a queued item, whichever is ready now; never waits.
+fn ready(
+    rx: &mut mpsc::Receiver<Out>,
+    asks: &mut FuturesUnordered<BoxFuture<'static, Response>>,
+) -> Option<Out> {
+    // Polling with a no-op waker is fine here: the writer's next wait polls
+    // `asks` again with its own waker before it sleeps.
+    if let Some(Some(r)) = asks.next().now_or_never() {
+        return Some(Out::Response(r));
+    }
+    rx.try_recv().ok()
+}
+
 async fn write_loop(
     mut w: FramedWrite<OwnedWriteHalf, Codec>,
     mut rx: mpsc::Receiver<Out>,
@@ -369,12 +392,28 @@ async fn write_loop(
 ) {
     let mut responses: Vec<Response> = Vec::with_capacity(64);
     let mut frames: Vec<ServerFrame> = Vec::with_capacity(4);
-    'outer: while let Some(first) = rx.recv().await {
+    // The connection's asks in progress (at most `max_in_flight`: each holds a permit).
+    let mut asks: FuturesUnordered<BoxFuture<'static, Response>> = FuturesUnordered::new();
+    let mut open = true;
+    'outer: loop {
+        let first = tokio::select! {
+            Some(r) = asks.next(), if !asks.is_empty() => Out::Response(r),
+            out = rx.recv(), if open => match out {
+                Some(out) => out,
+                None => {
+                    // The reader is done; finish the asks it started.
+                    open = false;
+                    continue;
+                }
+            },
+            else => break,
+        };
         let mut fatal = false;
         let mut yielded = false;
         let mut next = Some(first);
         while let Some(out) = next.take() {
             match out {
+                Out::Ask(ask) => asks.push(ask),
                 Out::Response(r) => responses.push(r),
                 Out::Frame(f) | Out::Fatal(f) if responses.is_empty() => {
                     fatal = matches!(f, ServerFrame::Error { .. });
@@ -389,17 +428,21 @@ async fn write_loop(
             if fatal || responses.len() >= MAX_RESPONSES_PER_FRAME {
                 break;
             }
-            next = rx.try_recv().ok();
-            if next.is_none() && !yielded {
-                // Let ask tasks that are already runnable queue their replies,
-                // so they share this write instead of one syscall each.
+            next = ready(&mut rx, &mut asks);
+            if next.is_none() && !yielded && !(responses.is_empty() && frames.is_empty()) {
+                // Let agents that are already runnable answer, so their
+                // replies share this write instead of one syscall each.
                 yielded = true;
                 tokio::task::yield_now().await;
-                next = rx.try_recv().ok();
+                next = ready(&mut rx, &mut asks);
             }
         }
         if !responses.is_empty() {
             frames.push(ServerFrame::Responses(std::mem::take(&mut responses)));
+        }
+        if frames.is_empty() {
+            // Only asks were started: nothing to write yet.
+            continue;
         }
         let write = async {
             for f in frames.drain(..) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{TOKEN, closed, next, raw, raw_handshaken, read_frame, send_bytes, start};
 use futures_util::SinkExt as _;
 use switchyard_client::wire::{
-    ClientFrame, ErrorCode, Message, Request, ServerFrame, bincode_config,
+    ClientFrame, ErrorCode, Message, Request, Response, ServerFrame, bincode_config,
 };
 use switchyard_client::{Client, ClientConfig, ClientError};
 use tokio::io::AsyncWriteExt as _;
@@ -295,4 +295,81 @@ async fn shutdown_tells_connected_clients_and_closes() {
     assert!(closed(&mut s).await);
     assert!(report.shutdown.accounting.balanced());
     let _ = raw;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_read_before_a_stop_are_all_answered_before_shutting_down() {
+    const ASKS: u64 = 3000;
+    let mut svc = Some(start("limits = { max_in_flight = 64 }").await);
+    let mut c = raw_handshaken(svc.as_ref().unwrap().tcp).await;
+    let reqs: Vec<Request> = (0..ASKS)
+        .map(|id| Request::Ask {
+            id,
+            agent: "echo".into(),
+            timeout_ms: 5000,
+            message: Message::new(id.to_le_bytes().to_vec()),
+        })
+        .collect();
+    c.send(&ClientFrame::Requests(reqs)).await.unwrap();
+    let mut answered = std::collections::HashSet::new();
+    let mut stopping = None;
+    let last = loop {
+        match next(&mut c).await {
+            Some(ServerFrame::Responses(rs)) => {
+                for r in rs {
+                    let Response::Reply { id, message } = r else {
+                        panic!("every ask gets its reply, got {r:?}");
+                    };
+                    assert_eq!(&message.payload[..], &id.to_le_bytes());
+                    assert!(answered.insert(id), "ask {id} answered twice");
+                }
+                // Stop at the first replies, while most asks wait for an
+                // in-flight permit: the frame was read, so all are answered.
+                if let Some(svc) = svc.take() {
+                    stopping = Some(tokio::spawn(svc.stop()));
+                }
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(error_code(last), ErrorCode::ShuttingDown);
+    assert_eq!(answered.len() as u64, ASKS);
+    let report = stopping.expect("replies came").await.unwrap();
+    assert!(report.shutdown.accounting.balanced(), "{report}");
+    assert_eq!(report.shutdown.accounting.handled, ASKS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_sent_before_the_client_half_closes_are_all_answered() {
+    const ASKS: u64 = 3000;
+    let svc = start("limits = { max_in_flight = 4096 }").await;
+    let mut c = raw_handshaken(svc.tcp).await;
+    let reqs: Vec<Request> = (0..ASKS)
+        .map(|id| Request::Ask {
+            id,
+            agent: "echo".into(),
+            timeout_ms: 5000,
+            message: Message::new(id.to_le_bytes().to_vec()),
+        })
+        .collect();
+    c.send(&ClientFrame::Requests(reqs)).await.unwrap();
+    // The reader sees end of input while asks are still in flight; their
+    // replies are still written before the server closes its half.
+    c.get_mut().shutdown().await.unwrap();
+    let mut answered = 0;
+    while let Some(frame) = next(&mut c).await {
+        let ServerFrame::Responses(rs) = frame else {
+            panic!("only replies are expected, got {frame:?}");
+        };
+        for r in rs {
+            assert!(
+                matches!(r, Response::Reply { id, .. } if id < ASKS),
+                "{r:?}"
+            );
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, ASKS);
+    let report = svc.stop().await;
+    assert!(report.shutdown.accounting.balanced(), "{report}");
 }
