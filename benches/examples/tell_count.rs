@@ -19,7 +19,17 @@ fn main() {
     let agents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let tokio = tokio_runtime();
+    let tokio = match std::env::var("SY_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+    {
+        Some(w) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(w)
+            .enable_all()
+            .build()
+            .unwrap(),
+        None => tokio_runtime(),
+    };
     let done = Done::new();
     let names = names("sink", agents);
     let handled = run_in_task(&tokio, async move {
@@ -30,6 +40,7 @@ fn main() {
                 .expect("valid names");
         }
         let target = done.expect(n);
+        let t0 = std::time::Instant::now();
         let mut sent = 0u64;
         let mut i = 0usize;
         while sent < n {
@@ -53,6 +64,7 @@ fn main() {
             }
         }
         done.wait(target).await;
+        eprintln!("{:.2} M msg/s", n as f64 / t0.elapsed().as_secs_f64() / 1e6);
         rt.shutdown(std::time::Duration::from_secs(5)).await;
         done.handled()
     });

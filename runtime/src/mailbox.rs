@@ -405,7 +405,11 @@ mod tests {
         mb.push_reserved(Item::One(Envelope::tell("y")));
         let mut buf = Vec::new();
         assert_eq!(mb.take_batch(&mut buf, 64), 5);
-        assert_eq!(buf.as_ptr(), ptr, "the sender's allocation became the buffer");
+        assert_eq!(
+            buf.as_ptr(),
+            ptr,
+            "the sender's allocation became the buffer"
+        );
         assert_eq!(buf[4].payload().as_ref(), b"y");
         assert_eq!(mb.depth(), 0);
         // A buffer that already holds messages takes a batch by copying.
