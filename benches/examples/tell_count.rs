@@ -9,6 +9,11 @@
 //! callgrind_annotate /tmp/cg.out | head -40
 //! ```
 //! Run it with `0` messages too and subtract, to get instructions per message.
+//!
+//! Arguments: `AGENTS MESSAGES [BATCH [WORKERS]]` (defaults 100, 200,000, 1
+//! and the benches' 2 workers). It prints the send-to-handled rate on
+//! stderr; for A/B runs on a noisy machine, one worker on one CPU:
+//! `taskset -c 1 target/release/examples/tell_count 100 4000000 1 1`.
 
 use bytes::Bytes;
 use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
@@ -19,15 +24,15 @@ fn main() {
     let agents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let tokio = match std::env::var("SY_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-    {
+    let workers: Option<usize> = args.next().and_then(|a| a.parse().ok());
+    let tokio = match workers {
+        // One worker pinned with `taskset` gives a CPU cost per message that
+        // does not depend on how two workers happen to share the agents.
         Some(w) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(w)
             .enable_all()
             .build()
-            .unwrap(),
+            .expect("the OS refused to start worker threads"),
         None => tokio_runtime(),
     };
     let done = Done::new();
@@ -40,7 +45,7 @@ fn main() {
                 .expect("valid names");
         }
         let target = done.expect(n);
-        let t0 = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let mut sent = 0u64;
         let mut i = 0usize;
         while sent < n {
@@ -64,7 +69,8 @@ fn main() {
             }
         }
         done.wait(target).await;
-        eprintln!("{:.2} M msg/s", n as f64 / t0.elapsed().as_secs_f64() / 1e6);
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("{:.2} M msg/s", n as f64 / secs / 1e6);
         rt.shutdown(std::time::Duration::from_secs(5)).await;
         done.handled()
     });
