@@ -307,9 +307,7 @@ impl Runtime {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(SpawnError::ShuttingDown(name.to_owned()));
         }
-        if self.inner.registry.names.contains_key(name) {
-            return Err(SpawnError::Duplicate(name.to_owned()));
-        }
+        // A taken name is refused by `insert_name`; one lookup per spawn.
         Ok(Arc::from(name))
     }
 
@@ -362,6 +360,11 @@ impl Runtime {
         F: Fn() -> A + Send + Sync + 'static,
     {
         let pool_name = self.register(name, &config)?;
+        // Checked before building the members, which `insert_name` would
+        // only refuse after the fact.
+        if self.inner.registry.names.contains_key(name) {
+            return Err(SpawnError::Duplicate(name.to_owned()));
+        }
         if size == 0 || size > MAX_POOL_SIZE {
             return Err(SpawnError::Invalid {
                 agent: name.to_owned(),

@@ -140,7 +140,18 @@ async fn bad_spawns_name_the_problem() {
         )
         .unwrap_err();
     assert!(pool.to_string().contains("pool size 0"), "{pool}");
+    let taken = rt
+        .spawn_pool(
+            "a",
+            4,
+            Strategy::RoundRobin,
+            AgentConfig::default(),
+            Recorder::default,
+        )
+        .unwrap_err();
+    assert_eq!(taken, SpawnError::Duplicate("a".into()));
     assert_eq!(rt.agent_count(), 1, "failed spawns leave nothing behind");
+    assert_eq!(rt.agents().len(), 1, "and no stray agent ids");
 }
 
 #[tokio::test]
