@@ -297,12 +297,9 @@ async fn shutdown_tells_connected_clients_and_closes() {
     let _ = raw;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn asks_read_before_a_stop_are_all_answered_before_shutting_down() {
-    const ASKS: u64 = 3000;
-    let mut svc = Some(start("limits = { max_in_flight = 64 }").await);
-    let mut c = raw_handshaken(svc.as_ref().unwrap().tcp).await;
-    let reqs: Vec<Request> = (0..ASKS)
+/// One frame of `n` asks to the echo pool, each carrying its id as payload.
+fn echo_asks(n: u64) -> ClientFrame {
+    let reqs = (0..n)
         .map(|id| Request::Ask {
             id,
             agent: "echo".into(),
@@ -310,7 +307,15 @@ async fn asks_read_before_a_stop_are_all_answered_before_shutting_down() {
             message: Message::new(id.to_le_bytes().to_vec()),
         })
         .collect();
-    c.send(&ClientFrame::Requests(reqs)).await.unwrap();
+    ClientFrame::Requests(reqs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_read_before_a_stop_are_all_answered_before_shutting_down() {
+    const ASKS: u64 = 3000;
+    let mut svc = Some(start("limits = { max_in_flight = 64 }").await);
+    let mut c = raw_handshaken(svc.as_ref().unwrap().tcp).await;
+    c.send(&echo_asks(ASKS)).await.unwrap();
     let mut answered = std::collections::HashSet::new();
     let mut stopping = None;
     let last = loop {
@@ -344,15 +349,7 @@ async fn asks_sent_before_the_client_half_closes_are_all_answered() {
     const ASKS: u64 = 3000;
     let svc = start("limits = { max_in_flight = 4096 }").await;
     let mut c = raw_handshaken(svc.tcp).await;
-    let reqs: Vec<Request> = (0..ASKS)
-        .map(|id| Request::Ask {
-            id,
-            agent: "echo".into(),
-            timeout_ms: 5000,
-            message: Message::new(id.to_le_bytes().to_vec()),
-        })
-        .collect();
-    c.send(&ClientFrame::Requests(reqs)).await.unwrap();
+    c.send(&echo_asks(ASKS)).await.unwrap();
     // The reader sees end of input while asks are still in flight; their
     // replies are still written before the server closes its half.
     c.get_mut().shutdown().await.unwrap();
