@@ -176,19 +176,30 @@ pub struct Envelope {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Tick(NonZeroU64);
 
+/// The runtime's own calibrated clock and the raw reading ticks count from.
+/// Read through [`quanta::Clock::raw`]: `quanta::Instant::now` would also
+/// look up a thread-local mock clock on every call.
+fn tick_clock() -> &'static (quanta::Clock, u64) {
+    static CLOCK: std::sync::OnceLock<(quanta::Clock, u64)> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let origin = clock.raw();
+        (clock, origin)
+    })
+}
+
 impl Tick {
-    fn origin() -> quanta::Instant {
-        static ORIGIN: std::sync::OnceLock<quanta::Instant> = std::sync::OnceLock::new();
-        *ORIGIN.get_or_init(quanta::Instant::now)
+    /// Calibrates the clock now (up to 200 ms, once per process), so that
+    /// no message pays for it.
+    pub fn init() {
+        tick_clock();
     }
 
     /// Now.
     #[inline]
     pub fn now() -> Tick {
-        let nanos = quanta::Instant::now()
-            .saturating_duration_since(Tick::origin())
-            .as_nanos();
-        Tick::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX - 1))
+        let (clock, origin) = tick_clock();
+        Tick::from_nanos(clock.delta_as_nanos(*origin, clock.raw()))
     }
 
     /// A tick `nanos` after the origin (tests).

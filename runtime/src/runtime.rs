@@ -139,6 +139,9 @@ impl RuntimeBuilder {
     /// When no handle was given and this is called outside a Tokio runtime.
     pub fn build(self) -> Runtime {
         let handle = self.handle.unwrap_or_else(tokio::runtime::Handle::current);
+        if self.telemetry.latency {
+            crate::envelope::Tick::init();
+        }
         let rate = self.telemetry.trace_sample_rate;
         let trace_every = if rate > 0.0 {
             (1.0 / rate.min(1.0)).round() as u64
