@@ -149,7 +149,7 @@ where
     F: Fn() -> A + Send + Sync + 'static,
 {
     let span = tracing::info_span!("agent", agent = %cell.name, id = %cell.id);
-    rt.spawn_task(run(rt.clone(), cell, factory, sup).instrument(span))
+    rt.spawn_task(run(rt.clone(), cell, factory, RestartBudget::new(sup)).instrument(span))
 }
 
 /// What a lazily started agent's cell keeps until its task starts.
@@ -168,7 +168,9 @@ where
     }
 }
 
-async fn run<A, F>(rt: Runtime, cell: Arc<AgentCell>, factory: F, sup: Supervision)
+/// Takes the budget, not the `Supervision` it holds: an argument stays in
+/// the task for its whole life, so passing both would store it twice.
+async fn run<A, F>(rt: Runtime, cell: Arc<AgentCell>, factory: F, mut budget: RestartBudget)
 where
     A: Agent,
     F: Fn() -> A + Send + Sync + 'static,
@@ -176,7 +178,7 @@ where
     let dead = rt.dead_letter_queue();
     let mut ctx = Context::new(rt.clone(), cell.clone());
     let mut buf: Vec<Envelope> = Vec::new();
-    let mut budget = RestartBudget::new(sup);
+    let policy = budget.sup.policy;
     tracing::debug!("agent started");
     loop {
         let exit = match std::panic::catch_unwind(AssertUnwindSafe(&factory)) {
@@ -194,7 +196,7 @@ where
                     detail: e.0,
                 },
                 Ok(Ok(())) => {
-                    let exit = serve(&mut agent, &mut ctx, &mut buf, dead, sup.policy).await;
+                    let exit = serve(&mut agent, &mut ctx, &mut buf, dead, policy).await;
                     if !matches!(exit, Exit::Failed { .. }) {
                         // A panicking on_stop must not take the task down either.
                         if let Err(detail) = guarded(agent.on_stop(&mut ctx)).await {
@@ -214,7 +216,7 @@ where
                 if let Some(env) = (!buf.is_empty()).then(|| buf.remove(0)) {
                     cell.dead_letter(dead, env, *reason, Some(detail.clone()));
                 }
-                sup.policy != RestartPolicy::Never
+                policy != RestartPolicy::Never
             }
         };
         if !restart {
@@ -229,7 +231,7 @@ where
                 }
                 None => {
                     tracing::error!(
-                        max_restarts = sup.max_restarts,
+                        max_restarts = budget.sup.max_restarts,
                         "restart budget spent; agent stays stopped"
                     );
                     break;
@@ -448,7 +450,12 @@ mod task_size {
             guarded <= inner + 8,
             "guarding a future must not store it twice: {guarded} B around {inner} B"
         );
-        let task = run(rt.clone(), cell, || Nop, Supervision::immediate());
-        assert!(size_of_val(&task) <= 768, "{} B", size_of_val(&task));
+        let task = run(
+            rt.clone(),
+            cell,
+            || Nop,
+            RestartBudget::new(Supervision::immediate()),
+        );
+        assert!(size_of_val(&task) <= 704, "{} B", size_of_val(&task));
     }
 }
