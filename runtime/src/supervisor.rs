@@ -386,6 +386,7 @@ async fn serve<A: Agent>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AgentConfig, AgentError};
 
     #[test]
     fn backoff_doubles_and_caps_and_budget_runs_out() {
@@ -422,11 +423,6 @@ mod tests {
         let p = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
         assert_eq!(panic_message(&*p), "boom 7");
     }
-}
-#[cfg(test)]
-mod task_size {
-    use super::*;
-    use crate::{AgentConfig, AgentError};
 
     struct Nop;
 
