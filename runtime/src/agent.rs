@@ -237,3 +237,15 @@ impl Context {
         self.stop_requested = true;
     }
 }
+
+/// An agent that handles every message by doing nothing, for the crate's
+/// unit tests.
+#[cfg(test)]
+pub(crate) struct Quiet;
+
+#[cfg(test)]
+impl Agent for Quiet {
+    async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
+        Ok(())
+    }
+}

@@ -390,17 +390,8 @@ impl AgentCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{Agent, Context};
+    use crate::agent::Quiet;
     use crate::config::{AgentConfig, Supervision};
-    use crate::error::AgentError;
-
-    struct Quiet;
-
-    impl Agent for Quiet {
-        async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
-            Ok(())
-        }
-    }
 
     /// A sender can find a lazy agent's name before its activation waker is
     /// in place; its message must still start the agent.

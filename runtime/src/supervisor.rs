@@ -386,7 +386,8 @@ async fn serve<A: Agent>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AgentConfig, AgentError};
+    use crate::AgentConfig;
+    use crate::agent::Quiet;
 
     #[test]
     fn backoff_doubles_and_caps_and_budget_runs_out() {
@@ -424,14 +425,6 @@ mod tests {
         assert_eq!(panic_message(&*p), "boom 7");
     }
 
-    struct Nop;
-
-    impl Agent for Nop {
-        async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
-            Ok(())
-        }
-    }
-
     /// Every agent's task holds this future for its whole life, so its size
     /// is part of the memory per agent (issue 2: at most 1 KiB per idle agent).
     #[tokio::test]
@@ -439,7 +432,7 @@ mod tests {
         let rt = Runtime::new();
         let cell = Arc::new(AgentCell::new("x".into(), &AgentConfig::default(), true));
         let mut ctx = Context::new(rt.clone(), cell.clone());
-        let mut agent = Nop;
+        let mut agent = Quiet;
         let inner = size_of_val(&agent.handle_batch(&mut ctx, &[]));
         let guarded = size_of_val(&guarded(agent.handle_batch(&mut ctx, &[])));
         assert!(
@@ -449,7 +442,7 @@ mod tests {
         let task = run(
             rt.clone(),
             cell,
-            || Nop,
+            || Quiet,
             RestartBudget::new(Supervision::immediate()),
         );
         assert!(size_of_val(&task) <= 704, "{} B", size_of_val(&task));
