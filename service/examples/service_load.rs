@@ -12,20 +12,25 @@
 //!   until every tell is written (`--addr`: the server's counter is not visible).
 //! - asks, closed loop: `--concurrency` tasks ask back to back; the rate is
 //!   the maximum, the latency is service time without queueing.
-//! - asks, open loop: a pacing thread (timer slack 1 ns, so it wakes within
-//!   tens of µs instead of Tokio's 1 ms timer tick; at most one wake per
-//!   `--tick-us`) starts one ask task per scheduled instant at half the
-//!   closed-loop maximum (or `--rate`); latency
-//!   is measured from the *intended* start, so a late generator or a stalled
-//!   server counts against the result (no coordinated omission). HdrHistogram.
+//! - asks, open loop: `--generators` tasks (default 4) on the Tokio workers
+//!   share the rate, half the closed-loop maximum (or `--rate`). Each starts
+//!   every ask that is due and keeps them in flight in one
+//!   `FuturesUnordered` (no task, lock or timer per ask); latency is measured
+//!   from the *intended* start, so a late generator or a stalled server
+//!   counts against the result (no coordinated omission). HdrHistogram.
+//!   Between asks a generator yields instead of sleeping when the next one
+//!   is due within 2 ms (Tokio's timer ticks in milliseconds). That keeps the
+//!   workers it shares with an in-process server awake; with `--addr` the
+//!   server's own workers park as they would in production.
 //!
 //! Run: `cargo run --release -p switchyard-service --example service_load -- [--phase tells|asks|all]
-//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--tick-us 50] [--rate N] [--secs 5] [--connections 2]`
+//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2]`
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use switchyard_client::{Client, ClientConfig, ClientError, Message};
 use switchyard_runtime::Runtime;
@@ -64,7 +69,7 @@ struct Args {
     secs: f64,
     connections: usize,
     asks: u64,
-    tick_us: u64,
+    generators: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -78,7 +83,7 @@ fn args() -> Result<Args, String> {
         secs: 5.0,
         connections: 2,
         asks: 300_000,
-        tick_us: 50,
+        generators: 4,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,7 +99,7 @@ fn args() -> Result<Args, String> {
             "--secs" => a.secs = num(&value)?,
             "--connections" => a.connections = num(&value)? as usize,
             "--asks" => a.asks = num(&value)? as u64,
-            "--tick-us" => a.tick_us = num(&value)? as u64,
+            "--generators" => a.generators = num(&value)? as usize,
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; see the //! doc of service_load.rs"
@@ -172,7 +177,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if rate <= 0.0 || a.secs <= 0.0 {
             return Err("open loop skipped: --rate and --secs must be positive".into());
         }
-        let (h, failed) = open_loop(&client, rate, a.secs, Duration::from_micros(a.tick_us)).await;
+        let (h, lag, failed) = open_loop(&client, rate, a.secs, a.generators).await;
+        println!(
+            "asks: open loop, intended start to the generator starting it: {}",
+            summary(&lag)
+        );
         println!(
             "asks: open loop at {rate:.0}/s for {}s, from the intended start: {} ({failed} failed)",
             a.secs,
@@ -259,104 +268,89 @@ async fn closed_loop(
     Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
 }
 
-/// Asks at `rate` per second for `secs`, paced by a dedicated thread; latency
-/// from each ask's intended start. Returns the histogram and the failures.
-///
-/// The pacer wakes at most every `tick` (each wake is a context switch; at
-/// 70 k asks/s one per ask would cost the generator a core) and hands the
-/// asks that are due to one task, which starts one ask task each on its
-/// worker (a local spawn, no cross-thread wake per ask).
-async fn open_loop(client: &Client, rate: f64, secs: f64, tick: Duration) -> (Histogram<u64>, u64) {
-    let hist = Arc::new(Mutex::new(histogram()));
-    let failed = Arc::new(AtomicU64::new(0));
-    let handle = tokio::runtime::Handle::current();
-    let late = Arc::new(Mutex::new(histogram()));
-    let (c, h, f, l) = (client.clone(), hist.clone(), failed.clone(), late.clone());
-    let pacer = std::thread::spawn(move || {
-        set_timer_slack_1ns();
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let total = (rate * secs) as u64;
-        let mut tasks = Vec::new();
-        let begin = Instant::now();
-        let mut i = 0u64;
-        let mut pacer_late = histogram();
-        while i < total {
-            let now = Instant::now();
-            let mut due = Vec::new();
-            while i < total {
-                let intended = begin + interval.mul_f64(i as f64);
-                if intended > now {
-                    break;
-                }
-                let _ = pacer_late.record((now.duration_since(intended).as_micros() as u64).max(1));
-                due.push(intended);
-                i += 1;
-            }
-            if !due.is_empty() {
-                let (c, h, f, l) = (c.clone(), h.clone(), f.clone(), l.clone());
-                tasks.push(handle.spawn(async move {
-                    let asks: Vec<_> = due
-                        .into_iter()
-                        .map(|intended| {
-                            let (c, h, f, l) = (c.clone(), h.clone(), f.clone(), l.clone());
-                            tokio::spawn(async move {
-                                let late = (intended.elapsed().as_micros() as u64).max(1);
-                                let _ = l.lock().map(|mut l| l.record(late));
-                                match c.ask("echo", "x").await {
-                                    Ok(_) => {
-                                        let us = (intended.elapsed().as_micros() as u64).max(1);
-                                        let _ = h.lock().map(|mut h| h.record(us));
-                                    }
-                                    Err(_) => {
-                                        f.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                            })
-                        })
-                        .collect();
-                    for a in asks {
-                        let _ = a.await;
-                    }
-                }));
-            }
-            let next = (begin + interval.mul_f64(i as f64)).max(now + tick);
-            if let Some(d) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(d);
-            }
-        }
-        println!(
-            "asks: open loop, intended start to the pacer handing it over: {}",
-            summary(&pacer_late)
-        );
-        tasks
-    });
-    let tasks = tokio::task::spawn_blocking(move || pacer.join())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+/// Asks at `rate` per second for `secs` from `generators` tasks on the
+/// runtime's own workers; latency from each ask's intended start. Returns
+/// the latency, how late the generators started their asks, and the failures.
+async fn open_loop(
+    client: &Client,
+    rate: f64,
+    secs: f64,
+    generators: usize,
+) -> (Histogram<u64>, Histogram<u64>, u64) {
+    let generators = generators.max(1);
+    let each = rate / generators as f64;
+    let begin = Instant::now();
+    let tasks: Vec<_> = (0..generators)
+        .map(|g| {
+            let c = client.clone();
+            // Offset the generators by a fraction of an interval so their
+            // asks interleave instead of coming in pairs.
+            let phase = g as f64 / generators as f64;
+            tokio::spawn(async move { generate(&c, begin, each, phase, secs).await })
+        })
+        .collect();
+    let (mut all, mut lag, mut failed) = (histogram(), histogram(), 0);
     for t in tasks {
-        let _ = t.await;
+        if let Ok((h, l, f)) = t.await {
+            let _ = all.add(&h);
+            let _ = lag.add(&l);
+            failed += f;
+        }
     }
-    if let Ok(l) = late.lock() {
-        println!(
-            "asks: open loop, intended start to the ask task running: {}",
-            summary(&l)
-        );
-    }
-    let h = hist
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
-    (h, failed.load(Ordering::Relaxed))
+    (all, lag, failed)
 }
 
-/// Linux rounds a thread's sleeps up by its timer slack (50 µs by default);
-/// 1 ns lets the pacer wake close to the schedule.
-fn set_timer_slack_1ns() {
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only affects this thread.
-    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
-    if rc != 0 {
-        eprintln!("service_load: PR_SET_TIMERSLACK failed; the pacer may wake up to 50 us late");
+/// One open-loop generator, wrk2-style: a task that starts every ask that is
+/// due and keeps them in flight in one `FuturesUnordered` (no task and no
+/// lock per ask). Between asks it yields to the other tasks on its worker
+/// instead of sleeping: Tokio's timer has 1 ms granularity, far coarser than
+/// the few microseconds between asks, and a separate pacing thread would
+/// take a core away from the two workers every time it woke.
+async fn generate(
+    client: &Client,
+    begin: Instant,
+    rate: f64,
+    phase: f64,
+    secs: f64,
+) -> (Histogram<u64>, Histogram<u64>, u64) {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (rate * secs) as u64;
+    let due = |i: u64| begin + interval.mul_f64(i as f64 + phase);
+    let (mut latency, mut lag, mut failed) = (histogram(), histogram(), 0u64);
+    let mut record = |(intended, reply): (Instant, Result<Message, ClientError>)| match reply {
+        Ok(_) => {
+            let _ = latency.record((intended.elapsed().as_micros() as u64).max(1));
+        }
+        Err(_) => failed += 1,
+    };
+    let mut in_flight = FuturesUnordered::new();
+    let mut i = 0u64;
+    loop {
+        let now = Instant::now();
+        while i < total && due(i) <= now {
+            let intended = due(i);
+            let _ = lag.record((now.duration_since(intended).as_micros() as u64).max(1));
+            in_flight.push(async move { (intended, client.ask("echo", "x").await) });
+            i += 1;
+        }
+        while let Some(Some(done)) = in_flight.next().now_or_never() {
+            record(done);
+        }
+        if i == total {
+            while let Some(done) = in_flight.next().await {
+                record(done);
+            }
+            break;
+        }
+        let next = due(i);
+        if next.saturating_duration_since(Instant::now()) < Duration::from_millis(2) {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                Some(done) = in_flight.next() => record(done),
+                () = tokio::time::sleep_until(next.into()) => {}
+            }
+        }
     }
+    (latency, lag, failed)
 }
