@@ -24,7 +24,7 @@
 //!   server's own workers park as they would in production.
 //!
 //! Run: `cargo run --release -p switchyard-service --example service_load -- [--phase tells|asks|all]
-//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2]`
+//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2] [--workers 2]`
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -68,6 +68,7 @@ struct Args {
     rate: Option<f64>,
     secs: f64,
     connections: usize,
+    workers: usize,
     asks: u64,
     generators: usize,
 }
@@ -82,6 +83,7 @@ fn args() -> Result<Args, String> {
         rate: None,
         secs: 5.0,
         connections: 2,
+        workers: 2,
         asks: 300_000,
         generators: 4,
     };
@@ -98,6 +100,7 @@ fn args() -> Result<Args, String> {
             "--rate" => a.rate = Some(num(&value)?),
             "--secs" => a.secs = num(&value)?,
             "--connections" => a.connections = num(&value)? as usize,
+            "--workers" => a.workers = num(&value)? as usize,
             "--asks" => a.asks = num(&value)? as u64,
             "--generators" => a.generators = num(&value)? as usize,
             _ => {
@@ -126,9 +129,16 @@ fn summary(h: &Histogram<u64>) -> String {
     )
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.workers.max(1))
+        .enable_all()
+        .build()?
+        .block_on(run(a))
+}
+
+async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut local: Option<(
         Runtime,
         tokio::sync::oneshot::Sender<()>,

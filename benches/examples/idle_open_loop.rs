@@ -1,0 +1,69 @@
+//! The machine's own floor for open-loop latency: an open loop whose
+//! operations do nothing.
+//!
+//! One busy thread per CPU schedules an operation every `INTERVAL_US`
+//! microseconds and "starts" each one as soon as it sees it due, measuring
+//! the lateness from the intended start exactly as `service_load` measures
+//! asks. With nothing else to do, every microsecond of lateness is time the
+//! thread did not run: the host took the vCPU away, or the kernel ran
+//! something else. No open-loop latency percentile measured on the same
+//! machine can be lower than this one; `docs/benchmarks.md` compares the
+//! service's ask p99 against it.
+//!
+//! ```sh
+//! cargo build --release -p switchyard-benches --example idle_open_loop
+//! target/release/examples/idle_open_loop [SECS [INTERVAL_US]]   # default 10 s, 5 µs
+//! ```
+//!
+//! Prints one line per CPU: samples, lateness p50, p90, p99, p99.9 and max,
+//! and the share of operations started 200 µs or more late (issue 5's ask
+//! p99 bound): at a high rate one stall of the vCPU delays every operation
+//! due during it, so this share is what a stall costs an open loop.
+
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let secs: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10.0);
+    let interval_us: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            std::thread::spawn(move || (cpu, lateness(secs, Duration::from_micros(interval_us))))
+        })
+        .collect();
+    for t in threads {
+        let (cpu, mut late) = t.join().expect("a measuring thread panicked");
+        late.sort_unstable();
+        let q = |p: f64| late[((late.len() as f64 * p) as usize).min(late.len() - 1)];
+        let over = late.iter().filter(|&&us| us >= 200).count();
+        println!(
+            "thread {cpu}: {} operations every {interval_us} us; lateness p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us; {:.2} % at least 200 us late",
+            late.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            late.last().copied().unwrap_or(0),
+            100.0 * over as f64 / late.len().max(1) as f64
+        );
+    }
+}
+
+/// Lateness of each scheduled no-op, in whole microseconds.
+fn lateness(secs: f64, interval: Duration) -> Vec<u32> {
+    let total = (secs / interval.as_secs_f64()).max(1.0) as u64;
+    let mut late = Vec::with_capacity(total as usize);
+    let begin = Instant::now();
+    let due = |i: u64| begin + interval.mul_f64(i as f64);
+    let mut i = 0;
+    while i < total {
+        let now = Instant::now();
+        while i < total && due(i) <= now {
+            let us = now.duration_since(due(i)).as_micros();
+            late.push(u32::try_from(us).unwrap_or(u32::MAX));
+            i += 1;
+        }
+    }
+    late
+}
