@@ -451,6 +451,10 @@ impl Runtime {
     /// match `Fast::Done(Ok(()))` themselves and return at once: moving the
     /// whole `Fast` (an envelope wide) into this future and its result out
     /// again cost three 150-byte copies per message (decision 0015).
+    /// Returning `Result<(), Slow>` (or `Option<Slow>`) from the synchronous
+    /// part instead, so that the type says it, made the compiler copy the
+    /// envelope once more at every call site (callgrind: 91 → 120 `memcpy`
+    /// instructions per message), so the shape stays.
     async fn finish(&self, fast: Fast<Envelope>) -> Result<(), SendError<Envelope>> {
         let result = match fast {
             Fast::Done(r) => r,
