@@ -15,12 +15,18 @@
 //! target/release/examples/idle_open_loop [SECS [INTERVAL_US]]   # default 10 s, 5 µs
 //! ```
 //!
-//! Prints one line per CPU: samples, lateness p50, p90, p99, p99.9 and max,
-//! and the share of operations started 200 µs or more late (issue 5's ask
+//! Prints a row per CPU (count, mean, p50, p90, p99, p99.9 and max of the
+//! lateness, as the benches' other tables), and the share of operations
+//! started 200 µs or more late (issue 5's ask
 //! p99 bound): at a high rate one stall of the vCPU delays every operation
 //! due during it, so this share is what a stall costs an open loop.
 
 use std::time::{Duration, Instant};
+
+use switchyard_benches::Percentiles;
+
+/// Issue 5's bound on ask p99: the share of no-ops at least this late is printed.
+const LATE: Duration = Duration::from_micros(200);
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -32,38 +38,35 @@ fn main() {
             std::thread::spawn(move || (cpu, lateness(secs, Duration::from_micros(interval_us))))
         })
         .collect();
+    Percentiles::print_header();
     for t in threads {
-        let (cpu, mut late) = t.join().expect("a measuring thread panicked");
-        late.sort_unstable();
-        let q = |p: f64| late[((late.len() as f64 * p) as usize).min(late.len() - 1)];
-        let over = late.iter().filter(|&&us| us >= 200).count();
+        let (cpu, (late, over)) = t.join().expect("a measuring thread panicked");
+        late.print_row(&format!(
+            "thread {cpu}: a no-op every {interval_us} us, lateness"
+        ));
         println!(
-            "thread {cpu}: {} operations every {interval_us} us; lateness p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us; {:.2} % at least 200 us late",
-            late.len(),
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
-            late.last().copied().unwrap_or(0),
-            100.0 * over as f64 / late.len().max(1) as f64
+            "thread {cpu}: {:.2} % of no-ops at least {} us late",
+            100.0 * over as f64 / late.len().max(1) as f64,
+            LATE.as_micros()
         );
     }
 }
 
-/// Lateness of each scheduled no-op, in whole microseconds.
-fn lateness(secs: f64, interval: Duration) -> Vec<u32> {
+/// Lateness of each scheduled no-op, and how many were at least [`LATE`].
+fn lateness(secs: f64, interval: Duration) -> (Percentiles, u64) {
     let total = (secs / interval.as_secs_f64()).max(1.0) as u64;
-    let mut late = Vec::with_capacity(total as usize);
+    let (mut late, mut over) = (Percentiles::new(), 0);
     let begin = Instant::now();
     let due = |i: u64| begin + interval.mul_f64(i as f64);
     let mut i = 0;
     while i < total {
         let now = Instant::now();
         while i < total && due(i) <= now {
-            let us = now.duration_since(due(i)).as_micros();
-            late.push(u32::try_from(us).unwrap_or(u32::MAX));
+            let d = now.duration_since(due(i));
+            late.record(d);
+            over += u64::from(d >= LATE);
             i += 1;
         }
     }
-    late
+    (late, over)
 }
