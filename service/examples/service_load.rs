@@ -117,6 +117,11 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
 
+/// Records `d` in whole microseconds (at least 1, the histogram's floor).
+fn record_us(h: &mut Histogram<u64>, d: Duration) {
+    let _ = h.record((d.as_micros() as u64).max(1));
+}
+
 fn summary(h: &Histogram<u64>) -> String {
     format!(
         "p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
@@ -262,7 +267,7 @@ async fn closed_loop(
                 for _ in 0..total / concurrency {
                     let t = Instant::now();
                     c.ask("echo", "x").await?;
-                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                    record_us(&mut h, t.elapsed());
                 }
                 Ok::<_, ClientError>(h)
             })
@@ -330,7 +335,7 @@ async fn generate(
     let (mut latency, mut lag, mut failed) = (histogram(), histogram(), 0u64);
     let mut record = |(intended, reply): (Instant, Result<Message, ClientError>)| match reply {
         Ok(_) => {
-            let _ = latency.record((intended.elapsed().as_micros() as u64).max(1));
+            record_us(&mut latency, intended.elapsed());
         }
         Err(_) => failed += 1,
     };
@@ -340,7 +345,7 @@ async fn generate(
         let now = Instant::now();
         while i < total && due(i) <= now {
             let intended = due(i);
-            let _ = lag.record((now.duration_since(intended).as_micros() as u64).max(1));
+            record_us(&mut lag, now.duration_since(intended));
             in_flight.push(async move { (intended, client.ask("echo", "x").await) });
             i += 1;
         }
