@@ -16,7 +16,7 @@
 //! `taskset -c 1 target/release/examples/tell_count 100 4000000 1 1`.
 
 use bytes::Bytes;
-use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
+use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime, tokio_runtime_with};
 use switchyard_runtime::{AgentConfig, Envelope, Runtime};
 
 fn main() {
@@ -28,11 +28,7 @@ fn main() {
     let tokio = match workers {
         // One worker pinned with `taskset` gives a CPU cost per message that
         // does not depend on how two workers happen to share the agents.
-        Some(w) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(w)
-            .enable_all()
-            .build()
-            .expect("the OS refused to start worker threads"),
+        Some(w) => tokio_runtime_with(w),
         None => tokio_runtime(),
     };
     let done = Done::new();

@@ -34,8 +34,17 @@ pub const WORKERS: usize = 2;
 /// # Panics
 /// When the OS refuses to start threads (a bench cannot run without them).
 pub fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio_runtime_with(WORKERS)
+}
+
+/// A Tokio multi-thread runtime with `workers` workers, for the rows that
+/// compare worker counts (one worker: the set-up actix always runs in).
+///
+/// # Panics
+/// As [`tokio_runtime`].
+pub fn tokio_runtime_with(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("a bench needs its Tokio runtime; the OS refused to start worker threads")

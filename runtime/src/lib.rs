@@ -36,6 +36,7 @@ mod agent;
 mod cell;
 mod config;
 mod deadletter;
+mod deadline;
 mod envelope;
 mod error;
 mod mailbox;

@@ -32,6 +32,7 @@ use crate::agent::Agent;
 use crate::cell::{AgentCell, Control};
 use crate::config::AgentConfig;
 use crate::deadletter::DeadLetters;
+use crate::deadline::Deadlines;
 use crate::envelope::{Envelope, Kind, ReplyTo};
 use crate::error::{AskError, SendError, SpawnError};
 use crate::mailbox::{Overflow, Refusal};
@@ -148,6 +149,8 @@ impl RuntimeBuilder {
         } else {
             0
         };
+        let (deadlines, reaper) = Deadlines::new();
+        handle.spawn(reaper);
         let rt = Runtime {
             inner: Arc::new(Inner {
                 registry: Registry::default(),
@@ -168,6 +171,7 @@ impl RuntimeBuilder {
                 tick_lock: Mutex::new(()),
                 ticks: AtomicU64::new(0),
                 ticker: std::sync::OnceLock::new(),
+                deadlines,
             }),
         };
         if let Some(ticker) =
@@ -209,6 +213,8 @@ pub(crate) struct Inner {
     pub ticks: AtomicU64,
     /// The telemetry thread, woken at drop so that it ends at once.
     ticker: std::sync::OnceLock<std::thread::Thread>,
+    /// Timeouts of the asks waiting for replies (one reaper task, no timer per ask).
+    deadlines: Arc<Deadlines>,
 }
 
 impl Drop for Inner {
@@ -566,7 +572,6 @@ impl Runtime {
         mut env: Envelope,
         timeout: Duration,
     ) -> Result<Envelope, AskError> {
-        let deadline = tokio::time::Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         env.set_kind(Kind::Ask);
         env.reply = Some(ReplyTo(tx));
@@ -581,7 +586,7 @@ impl Runtime {
             .telemetry
             .latency
             .then(crate::envelope::Tick::now);
-        match tokio::time::timeout_at(deadline, rx).await {
+        match self.inner.deadlines.within(rx, timeout).await {
             Ok(Ok(reply)) => {
                 if let (Some(asked), Some(from)) = (asked, reply.from())
                     && let Some(cell) = self.inner.registry.ids.get(&from)
