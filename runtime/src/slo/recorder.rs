@@ -25,6 +25,7 @@ struct Interval {
     queue: CompactHistogram,
     service: CompactHistogram,
     sojourn: CompactHistogram,
+    ask: CompactHistogram,
 }
 
 /// Latency state of one agent.
@@ -36,8 +37,7 @@ pub(crate) struct AgentLatency {
     service: SparseHistogram,
     /// Enqueued to handled (queue wait + service): what SLOs are checked on.
     sojourn: SparseHistogram,
-    /// Ask round trips as seen by askers (recorded directly: asks are rare
-    /// next to tells, and a sparse record is a binary search).
+    /// Ask round trips as seen by askers, up to the last tick.
     ask: SparseHistogram,
     interval: Interval,
     pub windows: [Window; 2],
@@ -71,6 +71,7 @@ impl AgentLatency {
             queue,
             service,
             sojourn: interval,
+            ..
         } = &mut self.interval;
         service.record_nanos(done.nanos_since(taken) / n, n);
         // Runs of messages with the same enqueue stamp (a `tell_batch`) or the
@@ -107,21 +108,19 @@ impl AgentLatency {
         let i = &self.interval;
         let [queue, service, sojourn, ask] = into;
         for (into, (kept, fresh)) in [
-            (queue, (&self.queue, Some(&i.queue))),
-            (service, (&self.service, Some(&i.service))),
-            (sojourn, (&self.sojourn, Some(&i.sojourn))),
-            (ask, (&self.ask, None)),
+            (queue, (&self.queue, &i.queue)),
+            (service, (&self.service, &i.service)),
+            (sojourn, (&self.sojourn, &i.sojourn)),
+            (ask, (&self.ask, &i.ask)),
         ] {
             kept.merge_into(into);
-            if let Some(fresh) = fresh {
-                fresh.merge_into(into);
-            }
+            fresh.merge_into(into);
         }
     }
 
     /// Records one ask round trip.
     pub fn record_ask(&mut self, d: Duration) {
-        self.ask.record_nanos(d.as_nanos() as u64);
+        self.interval.ask.record_nanos(d.as_nanos() as u64, 1);
     }
 
     /// Moves the interval into the windows at time `now` (seconds), with the
@@ -137,6 +136,7 @@ impl AgentLatency {
         self.queue.add(&i.queue);
         self.service.add(&i.service);
         self.sojourn.add(&i.sojourn);
+        self.ask.add(&i.ask);
         for w in &mut self.windows {
             w.add(now, &i.sojourn, dh, df);
         }
@@ -146,7 +146,7 @@ impl AgentLatency {
     /// Clears the interval after `tick`'s result has been used.
     pub fn reset_interval(&mut self) {
         let i = &mut self.interval;
-        for h in [&mut i.queue, &mut i.service, &mut i.sojourn] {
+        for h in [&mut i.queue, &mut i.service, &mut i.sojourn, &mut i.ask] {
             h.reset();
         }
     }
@@ -159,7 +159,7 @@ impl AgentLatency {
             .iter()
             .map(|h| h.heap_bytes())
             .chain(
-                [&i.queue, &i.service, &i.sojourn]
+                [&i.queue, &i.service, &i.sojourn, &i.ask]
                     .iter()
                     .map(|h| h.heap_bytes()),
             )
@@ -199,6 +199,19 @@ mod tests {
         assert!((790.0..=810.0).contains(&queue.mean), "{queue:?}");
         assert!((990..=1010).contains(&queue.p50), "{queue:?}");
         assert!((1980..=2020).contains(&sojourn.max), "{sojourn:?}");
+    }
+
+    #[test]
+    fn asks_count_before_and_after_the_tick_that_moves_them() {
+        let mut l = AgentLatency::new();
+        l.record_ask(Duration::from_micros(40));
+        assert_eq!(l.percentiles()[3].count, 1, "the interval is read too");
+        l.tick(0, 0, 0);
+        l.reset_interval();
+        l.record_ask(Duration::from_micros(900));
+        let ask = &l.percentiles()[3];
+        assert_eq!(ask.count, 2, "the tick kept the first ask");
+        assert!((890..=910).contains(&ask.max), "{ask:?}");
     }
 
     #[test]
