@@ -827,12 +827,12 @@ const TIMER_ANCHOR: Duration = Duration::from_millis(20);
 /// Keeps a timer armed in the Tokio time driver at most [`TIMER_ANCHOR`]
 /// ahead, for as long as the runtime lives.
 ///
-/// Every ask arms a timeout. Tokio's time driver wakes a parked worker
-/// whenever a new timer is due *earlier* than the driver's next wake-up, and
-/// with no other timer that is every ask: an `eventfd` write and a
-/// cross-core wake-up per ask, which doubled the ask round trip. With a timer
-/// always due sooner than any ask's timeout, arming one wakes no one
-/// (decision 0012).
+/// Tokio's time driver wakes a parked worker whenever a new timer is due
+/// *earlier* than the driver's next wake-up, and with no other timer that is
+/// every timer: an `eventfd` write and a cross-core wake-up each. Asks no
+/// longer arm a timer each (decision 0016), but message deadlines in a full
+/// `block` mailbox and the service's timeouts do. With a timer always due
+/// within 20 ms, arming a longer one wakes no one (decision 0012).
 async fn timer_anchor(inner: std::sync::Weak<Inner>) {
     while inner.strong_count() > 0 {
         tokio::time::sleep(TIMER_ANCHOR).await;
