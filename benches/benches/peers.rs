@@ -8,6 +8,9 @@
 //!    One warm-up round, then 3 timed rounds; the median is reported.
 //! 2. *Ask latency*: 200,000 sequential asks to one echo actor (after 10,000
 //!    unrecorded), each timed on its own into an HdrHistogram: p50 and p99.
+//!    Twice for the Tokio-based three: on the 2-worker runtime and on a
+//!    1-worker one (the set-up actix always runs in), since on two workers
+//!    Tokio's scheduler, not the framework, sets the p99.
 //! 3. *Spawn*: 100,000 actors in a row, each spawn timed (mean); idle memory
 //!    per actor from a counting global allocator (live heap delta after the
 //!    actors settle, divided by 100,000; handle `Vec`s are reserved beforehand).
@@ -51,7 +54,7 @@ mod switchyard_peer;
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchyard_benches::{CountingAlloc, Percentiles};
+use switchyard_benches::{CountingAlloc, Percentiles, WORKERS};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -92,6 +95,9 @@ struct Column {
     rates: Vec<f64>,
     p50_us: f64,
     p99_us: f64,
+    /// The same asks on a 1-worker Tokio runtime.
+    p50_1w_us: f64,
+    p99_1w_us: f64,
     spawn_us: f64,
     bytes_per_actor: f64,
 }
@@ -104,18 +110,21 @@ fn median_rate(mut times: Vec<Duration>) -> f64 {
 fn column(
     name: &'static str,
     throughput: impl Fn(usize) -> Vec<Duration>,
-    asks: impl Fn() -> Percentiles,
+    asks: impl Fn(usize) -> Percentiles,
     spawns: impl Fn() -> Spawned,
 ) -> Column {
     eprintln!("peers: {name} ...");
     let rates = NS.iter().map(|&n| median_rate(throughput(n))).collect();
-    let a = asks();
+    let us = |a: &Percentiles, q: f64| a.at(q).as_secs_f64() * 1e6;
+    let (a, one) = (asks(WORKERS), asks(1));
     let s = spawns();
     Column {
         name,
         rates,
-        p50_us: a.at(0.5).as_secs_f64() * 1e6,
-        p99_us: a.at(0.99).as_secs_f64() * 1e6,
+        p50_us: us(&a, 0.5),
+        p99_us: us(&a, 0.99),
+        p50_1w_us: us(&one, 0.5),
+        p99_1w_us: us(&one, 0.99),
         spawn_us: s.total.as_secs_f64() * 1e6 / SPAWNS as f64,
         bytes_per_actor: s.heap_per_actor,
     }
@@ -142,6 +151,8 @@ fn main() {
             rates,
             p50_us: f64::NAN,
             p99_us: f64::NAN,
+            p50_1w_us: f64::NAN,
+            p99_1w_us: f64::NAN,
             spawn_us: f64::NAN,
             bytes_per_actor: f64::NAN,
         });
@@ -151,6 +162,8 @@ fn main() {
             rates: vec![f64::NAN; NS.len()],
             p50_us: f64::NAN,
             p99_us: f64::NAN,
+            p50_1w_us: f64::NAN,
+            p99_1w_us: f64::NAN,
             spawn_us: lazy.total.as_secs_f64() * 1e6 / SPAWNS as f64,
             bytes_per_actor: lazy.heap_per_actor,
         });
@@ -159,7 +172,8 @@ fn main() {
         cols.push(column(
             "actix 0.13",
             actix_peer::throughput,
-            actix_peer::asks,
+            // Always one thread: the same run serves both ask rows.
+            |_| actix_peer::asks(),
             actix_peer::spawns,
         ));
     }
@@ -195,7 +209,9 @@ fn print_table(cols: &[Column]) {
             format!("sy/{}", p.name.split(' ').next().unwrap_or(p.name))
         );
     }
-    println!("\npeers: 2 Tokio workers (actix: own arbiters), one producer\n{header}");
+    println!(
+        "\npeers: 2 Tokio workers unless a row says 1 (actix: own single-threaded arbiters), one producer\n{header}"
+    );
     println!("|{}", "---|".repeat(1 + cols.len() + peers.len()));
     let row = |label: String, get: &dyn Fn(&Column) -> f64, scale: f64, unit_digits: usize| {
         let mut line = format!("| {label:<32} |");
@@ -218,6 +234,18 @@ fn print_table(cols: &[Column]) {
     }
     row("ask p50 µs (↓)".into(), &|c: &Column| c.p50_us, 1.0, 2);
     row("ask p99 µs (↓)".into(), &|c: &Column| c.p99_us, 1.0, 2);
+    row(
+        "ask p50 µs, 1 worker (↓)".into(),
+        &|c: &Column| c.p50_1w_us,
+        1.0,
+        2,
+    );
+    row(
+        "ask p99 µs, 1 worker (↓)".into(),
+        &|c: &Column| c.p99_1w_us,
+        1.0,
+        2,
+    );
     row("spawn µs each (↓)".into(), &|c: &Column| c.spawn_us, 1.0, 3);
     row(
         "idle B/actor (↓)".into(),

@@ -8,7 +8,7 @@ use kameo::actor::Spawn;
 use kameo::mailbox;
 use kameo::message::{Context, Message};
 use switchyard_benches::{
-    CountingAlloc, Done, Percentiles, Tally, run_in_task, settle, tokio_runtime,
+    CountingAlloc, Done, Percentiles, Tally, run_in_task, settle, tokio_runtime, tokio_runtime_with,
 };
 
 use crate::{ASK_WARM_UP, ASKS, MAILBOX, MESSAGES, ROUNDS, SPAWNS, Spawned};
@@ -76,9 +76,9 @@ pub fn throughput(n: usize) -> Vec<Duration> {
     out
 }
 
-/// `ASKS` sequential asks to one echo actor.
-pub fn asks() -> Percentiles {
-    let tokio = tokio_runtime();
+/// `ASKS` sequential asks to one echo actor, on a Tokio runtime of `workers` workers.
+pub fn asks(workers: usize) -> Percentiles {
+    let tokio = tokio_runtime_with(workers);
     let out = run_in_task(&tokio, async {
         let echo = Echo::spawn_with_mailbox(Echo, mailbox::bounded(MAILBOX));
         let mut hist = Percentiles::new();

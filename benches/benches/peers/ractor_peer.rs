@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchyard_benches::{
-    CountingAlloc, Done, Percentiles, Tally, run_in_task, settle, tokio_runtime,
+    CountingAlloc, Done, Percentiles, Tally, run_in_task, settle, tokio_runtime, tokio_runtime_with,
 };
 
 use crate::{ASK_WARM_UP, ASKS, MESSAGES, ROUNDS, SPAWNS, Spawned};
@@ -100,9 +100,9 @@ pub fn throughput(n: usize) -> Vec<Duration> {
     out
 }
 
-/// `ASKS` sequential calls to one echo actor.
-pub fn asks() -> Percentiles {
-    let tokio = tokio_runtime();
+/// `ASKS` sequential calls to one echo actor, on a Tokio runtime of `workers` workers.
+pub fn asks(workers: usize) -> Percentiles {
+    let tokio = tokio_runtime_with(workers);
     let out = run_in_task(&tokio, async {
         let (echo, _) = Actor::spawn(None, Echo, ()).await.expect("ractor spawns");
         let mut hist = Percentiles::new();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use switchyard_benches::{
     CountingAlloc, Done, Percentiles, Tally, names, run_in_task, settle, tokio_runtime,
+    tokio_runtime_with,
 };
 use switchyard_examples::Echo;
 use switchyard_runtime::{Agent, AgentConfig, AgentError, Context, Envelope, Runtime};
@@ -74,9 +75,9 @@ pub fn throughput(n: usize, addressing: Addressing) -> Vec<Duration> {
     })
 }
 
-/// `ASKS` sequential asks to one Echo agent.
-pub fn asks() -> Percentiles {
-    let tokio = tokio_runtime();
+/// `ASKS` sequential asks to one Echo agent, on a Tokio runtime of `workers` workers.
+pub fn asks(workers: usize) -> Percentiles {
+    let tokio = tokio_runtime_with(workers);
     run_in_task(&tokio, async {
         let rt = Runtime::new();
         rt.spawn("echo", AgentConfig::default(), || Echo)
