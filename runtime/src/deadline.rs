@@ -348,6 +348,56 @@ mod tests {
         assert_eq!(deadlines.parked(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_timeout_expires_at_once() {
+        let deadlines = started();
+        let start = Instant::now();
+        let out = deadlines.within(pending::<()>(), Duration::ZERO).await;
+        assert!(out.is_err());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_waits_from_many_threads_each_end_once() {
+        let deadlines = started();
+        let tasks = (0..8u64).map(|t| {
+            let deadlines = deadlines.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut expired) = (0, 0);
+                // Senders of the waits left unanswered, kept open until the end.
+                let mut unanswered = Vec::new();
+                for i in 0..200u64 {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                    // Every other wait gets its answer from another task.
+                    if i % 2 == 0 {
+                        tokio::spawn(async move {
+                            tokio::task::yield_now().await;
+                            let _ = tx.send(i);
+                        });
+                    } else {
+                        unanswered.push(tx);
+                    }
+                    let timeout = Duration::from_micros(500 + 100 * ((t + i) % 5));
+                    match deadlines.within(rx, timeout).await {
+                        Ok(Ok(v)) => {
+                            assert_eq!(v, i);
+                            answered += 1;
+                        }
+                        Ok(Err(_)) => panic!("no sender is dropped unanswered"),
+                        Err(Expired) => expired += 1,
+                    }
+                }
+                (answered, expired)
+            })
+        });
+        for done in futures_util::future::join_all(tasks).await {
+            let (answered, expired) = done.expect("no task panics");
+            assert_eq!(answered, 100, "every answered wait sees its answer");
+            assert_eq!(expired, 100, "every unanswered wait expires");
+        }
+        assert_eq!(deadlines.parked(), 0);
+    }
+
     #[tokio::test]
     async fn the_reaper_ends_with_its_deadlines() {
         let (deadlines, reaper) = Deadlines::new();
