@@ -390,7 +390,14 @@ mod tests {
                 (answered, expired)
             })
         });
-        for done in futures_util::future::join_all(tasks).await {
+        // Fails instead of hanging if an expiry is ever lost.
+        let all = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join_all(tasks),
+        )
+        .await
+        .expect("every wait ends: answered or expired");
+        for done in all {
             let (answered, expired) = done.expect("no task panics");
             assert_eq!(answered, 100, "every answered wait sees its answer");
             assert_eq!(expired, 100, "every unanswered wait expires");
