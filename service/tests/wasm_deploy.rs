@@ -39,6 +39,15 @@ fn skip() -> bool {
     !installed
 }
 
+/// One service at a time in this binary: the compiled-component cache
+/// directory is process-wide, and each service sets it from its config (one
+/// test turns it off), so services started side by side would redirect each
+/// other's cache.
+async fn one_service_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERVICE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERVICE.lock().await
+}
+
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -80,6 +89,7 @@ async fn deploy_send_ask_and_reload_under_traffic() {
     if skip() {
         return;
     }
+    let _serial = one_service_at_a_time().await;
     let echo = guest("echo");
     let echo_v2 = guest("echo-v2");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -95,16 +105,19 @@ kind = "wasm"
 path = "{}"
 memory_mib = 8
 cpu_per_message_ms = 1000
-config = "ignored by echo"
+config = "ignored by echo-v2"
 "#,
         toml_path(&cache),
-        toml_path(&echo)
+        // echo-v2: no other test of this binary compiles it, so it is not in
+        // the process's in-memory cache of compilations and must be compiled
+        // (and written to the disk cache) here.
+        toml_path(&echo_v2)
     ))
     .await;
     let addr = svc.http;
 
     // Started from the config file, with the compile cache in the configured dir.
-    assert_eq!(ask(addr, "wboot", "boot").await, "boot");
+    assert_eq!(ask(addr, "wboot", "boot").await, "v2:boot");
     let cached = std::fs::read_dir(&cache).expect("cache dir made").count();
     assert!(cached >= 1, "a compiled component in {}", cache.display());
 
@@ -242,6 +255,7 @@ async fn bad_components_are_refused_and_nothing_running_is_affected() {
     if skip() {
         return;
     }
+    let _serial = one_service_at_a_time().await;
     let echo = guest("echo");
     let wrong = guest("wrong-world");
     let trapper = guest("trapper");
@@ -335,6 +349,7 @@ async fn limits_and_capabilities_from_the_config_apply() {
     if skip() {
         return;
     }
+    let _serial = one_service_at_a_time().await;
     let looper = guest("looper");
     let caps = guest("caps");
     let svc = common::start(&format!(
