@@ -24,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard_benches::{Percentiles, run_in_task, tokio_runtime_with};
+use switchyard_benches::{Percentiles, WORKERS, run_in_task, tokio_runtime_with};
 use switchyard_examples::Echo;
 use switchyard_runtime::{AgentConfig, Envelope, Runtime};
 
@@ -41,7 +41,7 @@ const WARM_UP: usize = 10_000;
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
-    for workers in [2, 1] {
+    for workers in [WORKERS, 1] {
         let (hist, total) = asks(workers);
         println!(
             "\nask: {ASKS} sequential asks to one Echo agent ({workers} Tokio worker{}, producer in a task)",
