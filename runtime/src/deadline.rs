@@ -90,15 +90,11 @@ impl Deadlines {
 
     /// Runs `fut` until it finishes or `timeout` has passed.
     pub(crate) fn within<F: Future + Unpin>(&self, fut: F, timeout: Duration) -> Expiring<'_, F> {
-        let timeout = timeout
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(timeout.subsec_nanos()))
-            .min(NEVER / 2);
+        let timeout = nanos(timeout);
         Expiring {
             fut,
             deadlines: self,
-            deadline: self.nanos(Instant::now()).saturating_add(timeout),
+            deadline: self.since_base(Instant::now()).saturating_add(timeout),
             timeout,
             slot: None,
         }
@@ -112,14 +108,9 @@ impl Deadlines {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        // u64 arithmetic: `Duration::as_nanos` works in u128.
-        let since = at.saturating_duration_since(self.base);
-        since
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(since.subsec_nanos()))
-            .min(NEVER / 2)
+    /// `at` in nanoseconds since `base`.
+    fn since_base(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.base))
     }
 
     /// Parks a waiting ask; returns its slot.
@@ -148,7 +139,7 @@ impl Deadlines {
         // Before the sweep: an ask parked from here on sees `NEVER` (and
         // notifies) unless the sweep has already stored a later look.
         self.next.store(NEVER, Ordering::SeqCst);
-        let now_ns = self.nanos(now);
+        let now_ns = self.since_base(now);
         let mut earliest = NEVER;
         let mut shortest = NEVER;
         for index in 0..self.shards.len() {
@@ -172,6 +163,15 @@ impl Deadlines {
         self.next.store(next, Ordering::SeqCst);
         (next != NEVER).then(|| self.base + Duration::from_nanos(next))
     }
+}
+
+/// `d` in nanoseconds, at most `NEVER / 2` (so a deadline never overflows).
+/// u64 arithmetic: `Duration::as_nanos` works in u128.
+fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+        .min(NEVER / 2)
 }
 
 /// The reaper task: looks, sleeps until the next look (or a notification),
@@ -377,7 +377,14 @@ mod tests {
                     } else {
                         unanswered.push(tx);
                     }
-                    let timeout = Duration::from_micros(500 + 100 * ((t + i) % 5));
+                    // Answered waits get a timeout no scheduling delay can
+                    // reach, so the outcome never depends on the machine's
+                    // speed; the others expire within a few milliseconds.
+                    let timeout = if i % 2 == 0 {
+                        Duration::from_secs(60)
+                    } else {
+                        Duration::from_micros(500 + 100 * ((t + i) % 5))
+                    };
                     match deadlines.within(rx, timeout).await {
                         Ok(Ok(v)) => {
                             assert_eq!(v, i);
