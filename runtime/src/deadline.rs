@@ -70,6 +70,16 @@ struct Entry {
     expired: bool,
 }
 
+/// When a wait started now with a given timeout must end.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    /// Nanoseconds since the deadlines' base.
+    at: u64,
+    /// The timeout it was made from, in nanoseconds (the reaper plans its
+    /// looks by the shortest recent one).
+    timeout: u64,
+}
+
 /// A future whose deadline passed before it finished.
 #[derive(Debug)]
 pub(crate) struct Expired;
@@ -88,14 +98,21 @@ impl Deadlines {
         (deadlines, reaper)
     }
 
-    /// Runs `fut` until it finishes or `timeout` has passed.
-    pub(crate) fn within<F: Future + Unpin>(&self, fut: F, timeout: Duration) -> Expiring<'_, F> {
+    /// The deadline `timeout` from now.
+    pub(crate) fn after(&self, timeout: Duration) -> Deadline {
         let timeout = nanos(timeout);
+        Deadline {
+            at: self.since_base(Instant::now()).saturating_add(timeout),
+            timeout,
+        }
+    }
+
+    /// Runs `fut` until it finishes or `deadline` has passed.
+    pub(crate) fn within<F: Future + Unpin>(&self, fut: F, deadline: Deadline) -> Expiring<'_, F> {
         Expiring {
             fut,
             deadlines: self,
-            deadline: self.since_base(Instant::now()).saturating_add(timeout),
-            timeout,
+            deadline,
             slot: None,
         }
     }
@@ -114,20 +131,20 @@ impl Deadlines {
     }
 
     /// Parks a waiting ask; returns its slot.
-    fn park(&self, deadline: u64, timeout: u64, waker: &Waker) -> (usize, usize) {
+    fn park(&self, deadline: Deadline, waker: &Waker) -> (usize, usize) {
         let index = shard_index();
         let key = {
             let mut shard = self.shard(index);
-            shard.shortest = shard.shortest.min(timeout);
+            shard.shortest = shard.shortest.min(deadline.timeout);
             shard.waiting.insert(Entry {
-                deadline,
+                deadline: deadline.at,
                 waker: waker.clone(),
                 expired: false,
             })
         };
         // After the insert: a reaper that stored a later `next` before this
         // load either saw the entry in its sweep or will see it at `next`.
-        if deadline < self.next.load(Ordering::SeqCst) {
+        if deadline.at < self.next.load(Ordering::SeqCst) {
             self.wake.notify_one();
         }
         (index, key)
@@ -219,9 +236,7 @@ fn shard_index() -> usize {
 pub(crate) struct Expiring<'a, F> {
     fut: F,
     deadlines: &'a Deadlines,
-    /// Nanoseconds since the deadlines' base.
-    deadline: u64,
-    timeout: u64,
+    deadline: Deadline,
     /// Shard and key of the parked entry, while parked.
     slot: Option<(usize, usize)>,
 }
@@ -237,7 +252,7 @@ impl<F: Future + Unpin> Future for Expiring<'_, F> {
         }
         match this.slot {
             None => {
-                this.slot = Some(this.deadlines.park(this.deadline, this.timeout, cx.waker()));
+                this.slot = Some(this.deadlines.park(this.deadline, cx.waker()));
             }
             Some((index, key)) => {
                 let mut shard = this.deadlines.shard(index);
@@ -271,6 +286,11 @@ mod tests {
     use super::*;
 
     impl Deadlines {
+        /// `fut` given up on `timeout` from now.
+        fn within_for<F: Future + Unpin>(&self, fut: F, timeout: Duration) -> Expiring<'_, F> {
+            self.within(fut, self.after(timeout))
+        }
+
         /// Asks parked right now, expired or not.
         fn parked(&self) -> usize {
             (0..self.shards.len())
@@ -290,7 +310,7 @@ mod tests {
         let deadlines = started();
         let start = Instant::now();
         let out = deadlines
-            .within(pending::<()>(), Duration::from_millis(250))
+            .within_for(pending::<()>(), Duration::from_millis(250))
             .await;
         assert!(out.is_err(), "a future that never finishes must expire");
         assert_eq!(start.elapsed(), Duration::from_millis(250));
@@ -301,12 +321,12 @@ mod tests {
     async fn a_shorter_timeout_parked_later_still_expires_on_time() {
         let deadlines = started();
         let start = Instant::now();
-        let mut long = deadlines.within(pending::<()>(), Duration::from_secs(60));
+        let mut long = deadlines.within_for(pending::<()>(), Duration::from_secs(60));
         // Parks the long wait first: the reaper plans to look in 60 s.
         assert!(futures_util::poll!(&mut long).is_pending());
         tokio::task::yield_now().await;
         let short = deadlines
-            .within(pending::<()>(), Duration::from_millis(10))
+            .within_for(pending::<()>(), Duration::from_millis(10))
             .await;
         assert!(short.is_err());
         assert_eq!(start.elapsed(), Duration::from_millis(10));
@@ -319,7 +339,7 @@ mod tests {
     async fn a_result_before_the_deadline_wins_and_unparks() {
         let deadlines = started();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut wait = deadlines.within(rx, Duration::from_secs(1));
+        let mut wait = deadlines.within_for(rx, Duration::from_secs(1));
         assert!(futures_util::poll!(&mut wait).is_pending());
         assert_eq!(deadlines.parked(), 1);
         tx.send(7).expect("the receiver is alive");
@@ -336,7 +356,7 @@ mod tests {
             let deadlines = &deadlines;
             async move {
                 let out = deadlines
-                    .within(pending::<()>(), Duration::from_millis(ms * 5))
+                    .within_for(pending::<()>(), Duration::from_millis(ms * 5))
                     .await;
                 (ms * 5, out.is_err(), start.elapsed())
             }
@@ -352,7 +372,7 @@ mod tests {
     async fn a_zero_timeout_expires_at_once() {
         let deadlines = started();
         let start = Instant::now();
-        let out = deadlines.within(pending::<()>(), Duration::ZERO).await;
+        let out = deadlines.within_for(pending::<()>(), Duration::ZERO).await;
         assert!(out.is_err());
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
@@ -385,7 +405,7 @@ mod tests {
                     } else {
                         Duration::from_micros(500 + 100 * ((t + i) % 5))
                     };
-                    match deadlines.within(rx, timeout).await {
+                    match deadlines.within_for(rx, timeout).await {
                         Ok(Ok(v)) => {
                             assert_eq!(v, i);
                             answered += 1;
@@ -417,7 +437,7 @@ mod tests {
         let (deadlines, reaper) = Deadlines::new();
         let reaper = tokio::spawn(reaper);
         let _ = deadlines
-            .within(pending::<()>(), Duration::from_millis(1))
+            .within_for(pending::<()>(), Duration::from_millis(1))
             .await;
         drop(deadlines);
         tokio::time::timeout(Duration::from_secs(5), reaper)

@@ -572,6 +572,8 @@ impl Runtime {
         mut env: Envelope,
         timeout: Duration,
     ) -> Result<Envelope, AskError> {
+        // Counted from the call: waiting for mailbox room is part of it.
+        let deadline = self.inner.deadlines.after(timeout);
         let (tx, rx) = oneshot::channel();
         env.set_kind(Kind::Ask);
         env.reply = Some(ReplyTo(tx));
@@ -586,7 +588,7 @@ impl Runtime {
             .telemetry
             .latency
             .then(crate::envelope::Tick::now);
-        match self.inner.deadlines.within(rx, timeout).await {
+        match self.inner.deadlines.within(rx, deadline).await {
             Ok(Ok(reply)) => {
                 if let (Some(asked), Some(from)) = (asked, reply.from())
                     && let Some(cell) = self.inner.registry.ids.get(&from)

@@ -296,6 +296,40 @@ async fn expired_messages_are_dead_lettered_not_handled() {
     assert_eq!(letters[0].envelope.payload().as_ref(), b"short");
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_asks_timeout_includes_the_wait_for_mailbox_room() {
+    let rt = Runtime::new();
+    let g = Gated::new();
+    let agent = g.clone();
+    rt.spawn("slow", AgentConfig::default().capacity(1), move || {
+        agent.clone()
+    })
+    .unwrap();
+    rt.tell("slow", Envelope::tell("in-hand")).await.unwrap();
+    settle_depth(&rt, "slow", 0).await;
+    rt.tell("slow", Envelope::tell("queued")).await.unwrap();
+    // The ask waits for room (overflow `block`, no message deadline), then
+    // for its reply; its 100 ms count from the call, not from the room.
+    let rt2 = rt.clone();
+    let start = tokio::time::Instant::now();
+    let asker = tokio::spawn(async move {
+        let out = rt2
+            .ask("slow", Envelope::ask("q"), Duration::from_millis(100))
+            .await;
+        (out, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    g.gate.add_permits(1);
+    let (out, took) = asker.await.unwrap();
+    assert!(matches!(out, Err(AskError::Timeout { .. })), "{out:?}");
+    assert!(
+        took < Duration::from_millis(350),
+        "the timeout ran from the call: {took:?}"
+    );
+    g.gate.add_permits(10);
+    settle(&rt).await;
+}
+
 #[tokio::test]
 async fn ask_timeout_counts_the_late_reply() {
     let rt = Runtime::new();
