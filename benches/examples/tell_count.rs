@@ -16,7 +16,7 @@
 //! `taskset -c 1 target/release/examples/tell_count 100 4000000 1 1`.
 
 use bytes::Bytes;
-use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime, tokio_runtime_with};
+use switchyard_benches::{Done, Sink, WORKERS, names, run_in_task, tokio_runtime_with};
 use switchyard_runtime::{AgentConfig, Envelope, Runtime};
 
 fn main() {
@@ -24,13 +24,10 @@ fn main() {
     let agents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let workers: Option<usize> = args.next().and_then(|a| a.parse().ok());
-    let tokio = match workers {
-        // One worker pinned with `taskset` gives a CPU cost per message that
-        // does not depend on how two workers happen to share the agents.
-        Some(w) => tokio_runtime_with(w),
-        None => tokio_runtime(),
-    };
+    // One worker pinned with `taskset` gives a CPU cost per message that
+    // does not depend on how two workers happen to share the agents.
+    let workers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(WORKERS);
+    let tokio = tokio_runtime_with(workers);
     let done = Done::new();
     let names = names("sink", agents);
     let handled = run_in_task(&tokio, async move {
