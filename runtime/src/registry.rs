@@ -4,7 +4,14 @@
 //! (`DashMap`), so a lookup takes one shard's read lock, and senders only ever
 //! read. Registration and removal take one shard's write lock. Ids map to
 //! cells for addressing by id (replies to a tell's sender, transports).
+//!
+//! Names of up to [`INLINE`] bytes are kept inside the map's slot
+//! ([`NameKey`]), so a lookup compares the name where it found the slot
+//! instead of following a pointer to a heap block that, among thousands of
+//! agents, is rarely in cache. Lookups key by the name's bytes.
 
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -46,9 +53,69 @@ impl Route {
     }
 }
 
+/// Longest name kept inline in a [`NameKey`] (the key is then as wide as
+/// the `Arc<str>` it replaces plus one word).
+pub(crate) const INLINE: usize = 22;
+
+/// A name as the registry's key: inline when short, shared otherwise.
+#[derive(Clone)]
+pub(crate) enum NameKey {
+    Inline(u8, [u8; INLINE]),
+    Shared(Arc<str>),
+}
+
+impl NameKey {
+    pub fn new(name: &Arc<str>) -> NameKey {
+        let bytes = name.as_bytes();
+        if bytes.len() <= INLINE {
+            let mut inline = [0; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            NameKey::Inline(bytes.len() as u8, inline)
+        } else {
+            NameKey::Shared(name.clone())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            NameKey::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            NameKey::Shared(name) => name.as_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Display for NameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Built from a `&str`, so always valid UTF-8.
+        f.write_str(&String::from_utf8_lossy(self.bytes()))
+    }
+}
+
+// Hash and equality are those of the bytes, so lookups by `&[u8]` find it.
+impl Hash for NameKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &NameKey) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for NameKey {}
+
+impl Borrow<[u8]> for NameKey {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Registry {
-    pub names: DashMap<Arc<str>, Route, RandomState>,
+    /// Keyed by name; look up with `name.as_bytes()`.
+    pub names: DashMap<NameKey, Route, RandomState>,
     pub ids: DashMap<AgentId, Arc<AgentCell>, RandomState>,
     /// Agents with latency state, the only ones the telemetry ticker visits.
     pub recording: DashMap<AgentId, Arc<AgentCell>, RandomState>,
@@ -57,10 +124,15 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// The route of `name`, cloned, so no shard lock is held afterwards.
+    pub fn route(&self, name: &str) -> Option<Route> {
+        self.names.get(name.as_bytes()).map(|r| r.clone())
+    }
+
     /// Removes `cell`'s own name entry (not a pool's) and its topic subscriptions.
     pub fn unregister_name(&self, cell: &Arc<AgentCell>) {
         self.names.remove_if(
-            &*cell.name,
+            cell.name.as_bytes(),
             |_, r| matches!(r, Route::Agent(c) if Arc::ptr_eq(c, cell)),
         );
         if self.topics.is_empty() {
@@ -80,5 +152,37 @@ impl Registry {
             }
         });
         self.topics.retain(|_, subs| !subs.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_inline_and_every_key_finds_its_name() {
+        let registry = Registry::default();
+        let long = "a-name-that-is-longer-than-the-inline-room";
+        for name in ["", "echo", "exactly-twenty-two-b:x", long] {
+            let key = NameKey::new(&Arc::from(name));
+            assert_eq!(
+                matches!(key, NameKey::Inline(..)),
+                name.len() <= INLINE,
+                "{name}"
+            );
+            assert_eq!(key.to_string(), name);
+            let cell = Arc::new(AgentCell::new(
+                Arc::from(name),
+                &crate::config::AgentConfig::default(),
+                false,
+            ));
+            registry.names.insert(key, Route::Agent(cell));
+        }
+        for name in ["", "echo", "exactly-twenty-two-b:x", long] {
+            let found = registry.names.get(name.as_bytes()).expect("registered");
+            assert_eq!(&*found.cells()[0].name, name);
+        }
+        assert!(registry.names.get(&b"ech"[..]).is_none());
+        assert!(registry.names.get(&long.as_bytes()[..INLINE]).is_none());
     }
 }

@@ -37,7 +37,7 @@ use crate::envelope::{Envelope, Kind, ReplyTo};
 use crate::error::{AskError, SendError, SpawnError};
 use crate::mailbox::{Overflow, Refusal};
 use crate::pool::{MAX_POOL_SIZE, Pool, Strategy};
-use crate::registry::{Registry, Route};
+use crate::registry::{NameKey, Registry, Route};
 use crate::slo::{Percentiles, SloReport, SloTargets};
 use crate::stats::Accounting;
 use crate::supervisor;
@@ -322,7 +322,7 @@ impl Runtime {
 
     fn insert_name(&self, name: Arc<str>, route: Route) -> Result<(), SpawnError> {
         use dashmap::mapref::entry::Entry;
-        match self.inner.registry.names.entry(name) {
+        match self.inner.registry.names.entry(NameKey::new(&name)) {
             Entry::Occupied(o) => Err(SpawnError::Duplicate(o.key().to_string())),
             Entry::Vacant(v) => {
                 v.insert(route);
@@ -371,7 +371,7 @@ impl Runtime {
         let pool_name = self.register(name, &config)?;
         // Checked before building the members, which `insert_name` would
         // only refuse after the fact.
-        if self.inner.registry.names.contains_key(name) {
+        if self.inner.registry.names.contains_key(name.as_bytes()) {
             return Err(SpawnError::Duplicate(name.to_owned()));
         }
         if size == 0 || size > MAX_POOL_SIZE {
@@ -410,10 +410,14 @@ impl Runtime {
 
     /// Resolves a name once, for callers that send to it many times.
     pub fn resolve(&self, name: &str) -> Option<Addr> {
-        self.inner.registry.names.get(name).map(|r| Addr {
-            route: r.clone(),
-            rt: self.clone(),
-        })
+        self.inner
+            .registry
+            .names
+            .get(name.as_bytes())
+            .map(|r| Addr {
+                route: r.clone(),
+                rt: self.clone(),
+            })
     }
 
     /// The name of an agent id (pool members: `pool#index`).
@@ -447,7 +451,7 @@ impl Runtime {
     }
 
     fn tell_fast(&self, name: &str, env: Envelope) -> Fast<Envelope> {
-        match self.inner.registry.names.get(name) {
+        match self.inner.registry.names.get(name.as_bytes()) {
             Some(route) => self.offer(route.pick(env.key()), env),
             None => Fast::Done(Err(self.unknown(name, env))),
         }
@@ -527,7 +531,7 @@ impl Runtime {
         name: &str,
         batch: Vec<Envelope>,
     ) -> Result<(), SendError<Vec<Envelope>>> {
-        let Some(route) = self.inner.registry.names.get(name).map(|r| r.clone()) else {
+        let Some(route) = self.inner.registry.route(name) else {
             return Err(self.unknown(name, batch));
         };
         match &route {
@@ -620,9 +624,7 @@ impl Runtime {
         let route = self
             .inner
             .registry
-            .names
-            .get(name)
-            .map(|r| r.clone())
+            .route(name)
             .ok_or_else(|| SendError::UnknownAgent {
                 name: name.into(),
                 message: (),
@@ -643,7 +645,7 @@ impl Runtime {
 
     /// Removes `name`'s subscription to `topic`; returns whether it was subscribed.
     pub fn unsubscribe(&self, topic: &str, name: &str) -> bool {
-        let Some(route) = self.inner.registry.names.get(name).map(|r| r.clone()) else {
+        let Some(route) = self.inner.registry.route(name) else {
             return false;
         };
         let mut removed = false;
@@ -690,7 +692,7 @@ impl Runtime {
     /// Asks the agent (or every member of the pool) `name` to restart; its
     /// mailbox is kept. Returns false when nothing has that name.
     pub fn restart(&self, name: &str) -> bool {
-        let Some(route) = self.inner.registry.names.get(name).map(|r| r.clone()) else {
+        let Some(route) = self.inner.registry.route(name) else {
             return false;
         };
         for cell in route.cells() {
@@ -703,7 +705,7 @@ impl Runtime {
     /// what is queued for up to `grace`, then dead-letters the rest. Returns its
     /// final counters, or `None` when nothing has that name.
     pub async fn remove(&self, name: &str, grace: Duration) -> Option<Accounting> {
-        let (_, route) = self.inner.registry.names.remove(name)?;
+        let (_, route) = self.inner.registry.names.remove(name.as_bytes())?;
         let cells = route.cells().to_vec();
         let mut total = Accounting::default();
         crate::shutdown::stop_cells(self, &cells, grace).await;
@@ -727,7 +729,7 @@ impl Runtime {
 
     /// Counters of the live agent or pool `name` (pools: summed over members).
     pub fn agent_accounting(&self, name: &str) -> Option<Accounting> {
-        let route = self.inner.registry.names.get(name)?;
+        let route = self.inner.registry.names.get(name.as_bytes())?;
         let mut total = Accounting::default();
         for cell in route.cells() {
             total.add(&cell.counters.snapshot());
@@ -749,7 +751,7 @@ impl Runtime {
     /// Cumulative latency percentiles of the agent or pool `name`
     /// (pools: merged over members), or `None` if it has no samples.
     pub fn latency(&self, name: &str) -> Option<AgentLatencyInfo> {
-        let route = self.inner.registry.names.get(name)?;
+        let route = self.inner.registry.names.get(name.as_bytes())?;
         let mut merged: Option<[crate::slo::LatencyHistogram; 4]> = None;
         for cell in route.cells() {
             let guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
