@@ -6,9 +6,10 @@
 //! in how they store counts:
 //! - [`CompactHistogram`], the hot-path recorder of one tick's interval:
 //!   chunks of 32 counts (256 bytes) allocated on first use, so recording is a
-//!   `leading_zeros`, an index and an add. A chunk left unused for a whole
-//!   interval is freed at the next reset, so a rare slow sample costs 256
-//!   bytes for about a second.
+//!   `leading_zeros`, an index, an add and a bit set in the chunk's mask of
+//!   used counts; reads and resets visit only the masked counts. A chunk
+//!   left unused for a whole interval is freed at the next reset, so a rare
+//!   slow sample costs 256 bytes for about a second.
 //! - [`SparseHistogram`], what agents keep (cumulative histograms, window
 //!   slots): sorted `(key, count)` pairs, 16 bytes per distinct bucket,
 //!   merged from an interval once per tick.
