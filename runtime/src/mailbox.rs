@@ -31,6 +31,12 @@
 //! busy agent costs its senders no wake-up at all. The agent takes everything
 //! queued, up to `max_batch`, under one lock.
 //!
+//! **Memory.** The queue grows with its depth and keeps its buffer while it
+//! is in use. The telemetry tick calls [`Mailbox::trim`], which gives back
+//! the buffer of an empty mailbox larger than [`KEEP_SLOTS`], so a burst's
+//! memory does not stay with the agent for good; the agent frees a batch
+//! buffer larger than that when it parks (decision 0018).
+//!
 //! **Ordering.** FIFO per sender. `DropOldest` removes from the front only.
 //!
 //! **Shutdown.** [`Mailbox::close`] sets the closed bit in `used`: every later
@@ -135,6 +141,11 @@ struct Queue {
     /// Set by the agent when it parks on an empty queue; taken by the next push.
     parked: Option<Waker>,
 }
+
+/// Queue slots (1 KiB of envelopes) that an empty mailbox keeps through
+/// [`Mailbox::trim`], and batch slots an idle agent keeps; larger buffers
+/// are left by bursts and given back.
+pub(crate) const KEEP_SLOTS: usize = 8;
 
 /// One agent's bounded queue. See the module docs for the contract.
 #[derive(Debug)]
@@ -311,6 +322,27 @@ impl Mailbox {
         true
     }
 
+    /// Gives back the queue's buffer if the mailbox is empty and the buffer
+    /// is larger than [`KEEP_SLOTS`]: a burst's memory is returned once the
+    /// burst has drained, instead of staying with the agent for good.
+    pub fn trim(&self) {
+        let spare = {
+            let mut q = self.lock();
+            if q.items.is_empty() && q.items.capacity() > KEEP_SLOTS {
+                std::mem::take(&mut q.items)
+            } else {
+                VecDeque::new()
+            }
+        };
+        drop(spare);
+    }
+
+    /// Queue slots allocated (tests of the memory a mailbox keeps).
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.lock().items.capacity()
+    }
+
     /// Wakes an idle consumer without adding a message.
     pub fn wake(&self) {
         self.push_reserved(Item::Wake);
@@ -322,6 +354,7 @@ impl Mailbox {
         let before = buf.len();
         {
             let mut q = self.lock();
+            reserve_for(buf, &q.items, max);
             while buf.len() < max {
                 match q.items.pop_front() {
                     Some(item) => push_messages(buf, item),
@@ -354,6 +387,7 @@ impl Mailbox {
                 return Poll::Pending;
             }
             q.parked = None;
+            reserve_for(buf, &q.items, max);
             // At least one item, even past `max`: a wake must be consumed.
             loop {
                 match q.items.pop_front() {
@@ -372,6 +406,16 @@ impl Mailbox {
             self.release(taken);
         }
         taken
+    }
+}
+
+/// Grows `buf` once for the single messages at the front of `items` (up to
+/// `max` in all), instead of doubling through a drained agent's small buffer
+/// one push at a time. A batch at the front is moved in by
+/// [`push_messages`] and needs no room.
+fn reserve_for(buf: &mut Vec<Envelope>, items: &VecDeque<Item>, max: usize) {
+    if let Some(Item::One(_)) = items.front() {
+        buf.reserve(items.len().min(max.saturating_sub(buf.len())));
     }
 }
 
@@ -419,6 +463,36 @@ mod tests {
         let mut buf = Vec::with_capacity(4);
         assert_eq!(mb.take_batch(&mut buf, 64), 2);
         assert_eq!(buf.len(), 2);
+    }
+
+    #[test]
+    fn a_take_grows_an_empty_buffer_once_to_what_is_queued() {
+        let mb = Mailbox::new(16, Overflow::Reject);
+        for p in ["1", "2", "3", "4", "5", "6", "7"] {
+            mb.try_reserve(1, drop).unwrap();
+            mb.push_reserved(Item::One(Envelope::tell(p)));
+        }
+        let mut buf = Vec::new();
+        assert_eq!(mb.take_batch(&mut buf, 5), 5);
+        assert_eq!(buf.capacity(), 5, "at most `max`, in one allocation");
+        buf.clear();
+        assert_eq!(mb.take_batch(&mut buf, 64), 2);
+        assert_eq!(buf.capacity(), 5, "room enough: no growth");
+    }
+
+    #[test]
+    fn trim_gives_back_only_an_empty_queue_s_large_buffer() {
+        let mb = Mailbox::new(64, Overflow::Reject);
+        for _ in 0..40 {
+            mb.try_reserve(1, drop).unwrap();
+            mb.push_reserved(Item::One(Envelope::tell("x")));
+        }
+        mb.trim();
+        assert!(mb.slots() >= 40, "a queue that holds messages keeps them");
+        let mut buf = Vec::new();
+        mb.take_batch(&mut buf, 64);
+        mb.trim();
+        assert!(mb.slots() <= KEEP_SLOTS, "{}", mb.slots());
     }
 
     #[test]

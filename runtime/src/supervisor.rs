@@ -320,6 +320,10 @@ async fn serve<A: Agent>(
             }
             Control::Run => {
                 if buf.is_empty() && cell.mailbox.take_batch(buf, max) == 0 {
+                    // An idle agent keeps no more than a small batch buffer.
+                    if buf.capacity() > crate::mailbox::KEEP_SLOTS {
+                        *buf = Vec::new();
+                    }
                     cell.mailbox.wait_batch(buf, max).await;
                     continue;
                 }

@@ -196,6 +196,11 @@ impl<'a> Tick<'a> {
     }
 
     fn agent(&mut self, cell: &AgentCell) {
+        // An agent whose mailbox is empty at a tick gives back what a burst
+        // grew it to; a busy one regrows at most once per tick.
+        if cell.mailbox.depth() == 0 {
+            cell.mailbox.trim();
+        }
         let (inner, now) = (&self.rt.inner, self.now);
         let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
         let Some(l) = guard.as_mut() else { return };
@@ -345,4 +350,41 @@ pub(crate) fn with_latency<R>(
         rt.inner.registry.recording.insert(cell.id, cell.clone());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AgentConfig, Envelope, Runtime};
+
+    /// A burst grows the mailbox's queue; once drained, a tick gives the
+    /// memory back, so an idle agent's footprint follows its current depth.
+    #[tokio::test]
+    async fn a_tick_gives_back_a_drained_burst() {
+        let rt = Runtime::new();
+        rt.spawn("sink", AgentConfig::default(), || crate::agent::Quiet)
+            .unwrap();
+        // On this single-threaded test runtime the agent cannot run until
+        // the sender yields, so the whole burst queues up.
+        for _ in 0..1_000 {
+            rt.tell("sink", Envelope::tell("x")).await.unwrap();
+        }
+        let cell = rt.inner.registry.route("sink").unwrap().cells()[0].clone();
+        assert!(cell.mailbox.slots() >= 1_000, "{}", cell.mailbox.slots());
+        while rt.accounting().in_flight() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(cell.mailbox.slots() >= 1_000, "draining alone keeps it");
+        rt.roll_windows();
+        assert!(
+            cell.mailbox.slots() <= crate::mailbox::KEEP_SLOTS,
+            "{} slots kept after the tick",
+            cell.mailbox.slots()
+        );
+        // The mailbox still works after giving its buffer back.
+        rt.tell("sink", Envelope::tell("y")).await.unwrap();
+        while rt.accounting().in_flight() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(rt.accounting().handled, 1_001);
+    }
 }
