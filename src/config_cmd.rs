@@ -14,7 +14,7 @@ pub fn check(file: &Path) -> Result<String, ConfigError> {
         .map(|a| format!("{} (x{})", a.name, a.pool_size))
         .collect();
     Ok(format!(
-        "{}: ok\n  tcp {}, http {}, auth {}, grace {:?}\n  agents: {}",
+        "{}: ok\n  tcp {}, http {}, auth {}, grace {:?}, workers {}\n  agents: {}",
         c.origin,
         addr(c.listeners.tcp),
         addr(c.listeners.http),
@@ -24,6 +24,11 @@ pub fn check(file: &Path) -> Result<String, ConfigError> {
             "none (loopback only)"
         },
         c.grace,
+        if c.workers == 0 {
+            "one per CPU".to_owned()
+        } else {
+            c.workers.to_string()
+        },
         if agents.is_empty() {
             "none".to_owned()
         } else {

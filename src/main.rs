@@ -87,18 +87,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         "warn"
     };
     init_tracing(cli.log_format, default_level);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // The service sizes its runtime from its config, so it is read first.
+    let serve_config = match &cli.command {
+        Command::Serve(args) => Some(serve::load(args)?),
+        _ => None,
+    };
+    let rt = serve::tokio_runtime(serve_config.as_ref().map_or(0, |c| c.workers))
         .context("while starting the Tokio runtime")?;
     match cli.command {
         Command::Agent { command } => agent_cmd::run(command),
         Command::Load(args) => rt
             .block_on(async { tokio::spawn(load_cmd::run(*args)).await })
             .context("the load task panicked")?,
-        Command::Serve(args) => rt
-            .block_on(async { tokio::spawn(serve::run(args)).await })
-            .context("the service task panicked")?,
+        Command::Serve(_) => {
+            let config = serve_config.expect("loaded above for serve");
+            rt.block_on(async { tokio::spawn(serve::run(config)).await })
+                .context("the service task panicked")?
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Overrides shutdown.grace_ms.
     #[arg(long, env = "SWITCHYARD_GRACE_MS")]
     pub grace_ms: Option<u64>,
+    /// Overrides runtime.workers (Tokio worker threads; 0: one per CPU).
+    #[arg(long, env = "SWITCHYARD_WORKERS")]
+    pub workers: Option<usize>,
 }
 
 /// Loads, overrides and validates.
@@ -39,21 +42,32 @@ pub fn load(args: &ServeArgs) -> Result<ResolvedConfig, ConfigError> {
         http: args.http.clone(),
         token: args.token.clone(),
         grace_ms: args.grace_ms,
+        workers: args.workers,
     };
     base.with_overrides(&overrides).validate()
 }
 
+/// The Tokio runtime the service runs on: `workers` threads (0: one per CPU).
+pub fn tokio_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
 /// Runs the service; exit code 0 when every accepted message was accounted for.
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = load(&args)?;
+pub async fn run(config: ResolvedConfig) -> anyhow::Result<ExitCode> {
     let origin = config.origin.clone();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let server = switchyard_service::Server::bind(config)
         .await
         .context("while starting the service")?;
     eprintln!(
-        "switchyard serving ({origin}): tcp {}, http {}; Ctrl-C or SIGTERM drains and stops",
+        "switchyard serving ({origin}): tcp {}, http {}, {workers} worker thread{}; Ctrl-C or SIGTERM drains and stops",
         server.tcp_addr().map_or("off".into(), |a| a.to_string()),
         server.http_addr().map_or("off".into(), |a| a.to_string()),
+        if workers == 1 { "" } else { "s" },
     );
     let report = server.run(shutdown_signal()).await;
     println!("{report}");

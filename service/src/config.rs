@@ -74,6 +74,9 @@ pub struct Config {
     /// Shutdown behaviour.
     #[serde(default)]
     pub shutdown: Shutdown,
+    /// The service process's own threads.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
     /// Settings every agent inherits unless it overrides them.
     #[serde(default)]
     pub defaults: AgentDefaults,
@@ -211,6 +214,14 @@ impl Default for Shutdown {
     }
 }
 
+/// `[runtime]`: the threads the service runs on.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Tokio worker threads for connections and agents; 0 means one per CPU.
+    pub workers: usize,
+}
+
 /// `[defaults]`: what every agent inherits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -345,6 +356,8 @@ pub struct Overrides {
     pub token: Option<String>,
     /// `--grace-ms` / `SWITCHYARD_GRACE_MS`.
     pub grace_ms: Option<u64>,
+    /// `--workers` / `SWITCHYARD_WORKERS`.
+    pub workers: Option<usize>,
 }
 
 impl Config {
@@ -392,6 +405,10 @@ impl Config {
         if let Some(v) = o.grace_ms {
             self.shutdown.grace_ms = v;
             from.push("--grace-ms/SWITCHYARD_GRACE_MS");
+        }
+        if let Some(v) = o.workers {
+            self.runtime.workers = v;
+            from.push("--workers/SWITCHYARD_WORKERS");
         }
         if !from.is_empty() {
             self.origin = format!("{} (with overrides {})", self.origin, from.join(", "));

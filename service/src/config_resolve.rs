@@ -18,6 +18,9 @@ use switchyard_client::wire::MAX_FRAME_LIMIT;
 /// Latency objectives of one agent.
 pub type Slo = SloSpec;
 
+/// Most Tokio worker threads `runtime.workers` accepts.
+pub const MAX_WORKERS: usize = 1024;
+
 /// The listeners to open.
 #[derive(Clone, Copy, Debug)]
 pub struct Listeners {
@@ -98,6 +101,8 @@ pub struct ResolvedConfig {
     pub limits: Limits,
     /// Drain grace period.
     pub grace: Duration,
+    /// Tokio worker threads; 0: one per CPU.
+    pub workers: usize,
     /// Defaults, for agents started later through the API.
     pub defaults: AgentDefaults,
     /// Agents to start at boot.
@@ -213,6 +218,7 @@ impl Config {
             MAX_FRAME_LIMIT,
         )?;
         c.range("shutdown.grace_ms", self.shutdown.grace_ms, 0, 3_600_000)?;
+        c.range("runtime.workers", self.runtime.workers, 0, MAX_WORKERS)?;
         self.defaults_check(&c)?;
         let mut agents: Vec<AgentPlan> = Vec::with_capacity(self.agents.len());
         for (i, spec) in self.agents.iter().enumerate() {
@@ -232,6 +238,7 @@ impl Config {
             token,
             limits: self.limits.clone(),
             grace: Duration::from_millis(self.shutdown.grace_ms),
+            workers: self.runtime.workers,
             defaults: self.defaults.clone(),
             agents,
             wasm_cache_dir: wasm_cache_dir(&c, self.wasm.cache_dir.as_deref())?,

@@ -103,14 +103,31 @@ fn a_public_listener_needs_a_token() {
 #[test]
 fn overrides_win_and_are_named_in_errors() {
     let c = Config::embedded().unwrap();
+    assert_eq!(c.clone().validate().unwrap().workers, 0, "one per CPU");
     let o = Overrides {
         tcp: Some("127.0.0.1:9999".into()),
         grace_ms: Some(5),
+        workers: Some(1),
         ..Overrides::default()
     };
     let r = c.clone().with_overrides(&o).validate().unwrap();
     assert_eq!(r.listeners.tcp.unwrap().port(), 9999);
     assert_eq!(r.grace, std::time::Duration::from_millis(5));
+    assert_eq!(r.workers, 1);
+    let too_many = Overrides {
+        workers: Some(5000),
+        ..Overrides::default()
+    };
+    let e = c
+        .clone()
+        .with_overrides(&too_many)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SWITCHYARD_WORKERS") && e.contains("runtime.workers") && e.contains("5000"),
+        "{e}"
+    );
     let bad = Overrides {
         tcp: Some("nonsense".into()),
         ..Overrides::default()
@@ -158,4 +175,21 @@ lazy_start = false
     assert!(embedded.agents.iter().all(|a| !a.config.lazy_start));
     let e = err("[defaults]\nlazy_start = \"yes\"\n");
     assert!(e.contains("my.toml") && e.contains("lazy_start"), "{e}");
+}
+
+#[test]
+fn runtime_workers_parse_and_bad_keys_are_named() {
+    let r = Config::parse("[runtime]\nworkers = 2\n", "x")
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(r.workers, 2);
+    let e = Config::parse("[runtime]\nthreads = 2\n", "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("threads") && e.contains("workers"), "{e}");
+    let e = Config::parse("[runtime]\nworkers = -1\n", "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("workers"), "{e}");
 }

@@ -1,0 +1,62 @@
+//! `switchyard serve` as an operator runs it: flags size the runtime, the
+//! banner says what started, SIGTERM drains and exits 0, and a bad flag
+//! value exits 2 naming the key and the fix.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn serve_starts_the_workers_asked_for_and_drains_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--workers",
+            "1",
+            "--tcp",
+            "127.0.0.1:0",
+            "--http",
+            "",
+        ])
+        .env_remove("SWITCHYARD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the switchyard binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    loop {
+        banner.clear();
+        let n = stderr.read_line(&mut banner).unwrap();
+        assert!(n > 0, "serve exited before it said it was serving");
+        if banner.contains("switchyard serving") {
+            break;
+        }
+    }
+    assert!(banner.contains("1 worker thread;"), "{banner}");
+    assert!(banner.contains("http off"), "{banner}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "drained and balanced");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("balanced"), "{summary}");
+}
+
+#[test]
+fn too_many_workers_exit_2_naming_the_key_and_the_range() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--tcp", "127.0.0.1:0", "--http", ""])
+        .env("SWITCHYARD_WORKERS", "5000")
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .expect("the switchyard binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("runtime.workers") && e.contains("5000") && e.contains("0..=1024"),
+        "{e}"
+    );
+}
