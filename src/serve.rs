@@ -63,13 +63,14 @@ pub async fn run(config: ResolvedConfig) -> anyhow::Result<ExitCode> {
     let server = switchyard_service::Server::bind(config)
         .await
         .context("while starting the service")?;
+    let stop = shutdown_signal();
     eprintln!(
         "switchyard serving ({origin}): tcp {}, http {}, {workers} worker thread{}; Ctrl-C or SIGTERM drains and stops",
         server.tcp_addr().map_or("off".into(), |a| a.to_string()),
         server.http_addr().map_or("off".into(), |a| a.to_string()),
         if workers == 1 { "" } else { "s" },
     );
-    let report = server.run(shutdown_signal()).await;
+    let report = server.run(stop).await;
     println!("{report}");
     Ok(if report.shutdown.accounting.balanced() {
         ExitCode::SUCCESS
@@ -78,27 +79,36 @@ pub async fn run(config: ResolvedConfig) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Watches SIGINT and SIGTERM from the moment it is called, so a signal sent
+/// right after the banner drains the service instead of killing it; the
+/// future resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let watched = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match watched {
+            (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the service");
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM/SIGINT; falling back to Ctrl-C only");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        eprintln!("switchyard: signal received, draining");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    eprintln!("switchyard: signal received, draining");
 }

@@ -3,25 +3,40 @@
 //! value exits 2 naming the key and the fix.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+
+/// Kills the service if the test fails before it stopped it.
+struct Reap(Option<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 #[test]
 fn serve_starts_the_workers_asked_for_and_drains_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--workers",
-            "1",
-            "--tcp",
-            "127.0.0.1:0",
-            "--http",
-            "",
-        ])
-        .env_remove("SWITCHYARD_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the switchyard binary runs");
+    let mut reap = Reap(Some(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "serve",
+                "--workers",
+                "1",
+                "--tcp",
+                "127.0.0.1:0",
+                "--http",
+                "",
+            ])
+            .env_remove("SWITCHYARD_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchyard binary runs"),
+    ));
+    let child = reap.0.as_mut().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut banner = String::new();
     loop {
@@ -40,7 +55,7 @@ fn serve_starts_the_workers_asked_for_and_drains_on_sigterm() {
         .status()
         .expect("sh runs");
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = reap.0.take().unwrap().wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "drained and balanced");
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("balanced"), "{summary}");

@@ -13,7 +13,8 @@
 //! Arguments: `AGENTS MESSAGES [BATCH [WORKERS]]` (defaults 100, 200,000, 1
 //! and the benches' 2 workers). It prints the send-to-handled rate on
 //! stderr, with the share of that time the producer took to send everything
-//! (near 100 %: the producer is the bottleneck, not the agents); for A/B runs on a noisy machine, one worker on one CPU:
+//! (near 100 %: the producer is the bottleneck, not the agents). For A/B
+//! runs on a noisy machine, one worker on one CPU:
 //! `taskset -c 1 target/release/examples/tell_count 100 4000000 1 1`.
 
 use bytes::Bytes;

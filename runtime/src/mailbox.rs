@@ -32,10 +32,11 @@
 //! queued, up to `max_batch`, under one lock.
 //!
 //! **Memory.** The queue grows with its depth and keeps its buffer while it
-//! is in use. The telemetry tick calls [`Mailbox::trim`], which gives back
-//! the buffer of an empty mailbox larger than [`KEEP_SLOTS`], so a burst's
-//! memory does not stay with the agent for good; the agent frees a batch
-//! buffer larger than that when it parks (decision 0018).
+//! is in use. For agents that record latency (the default), the telemetry
+//! tick calls [`Mailbox::trim`], which gives back the buffer of an empty
+//! mailbox larger than [`KEEP_SLOTS`], so a burst's memory does not stay
+//! with the agent for good; every agent frees a batch buffer larger than
+//! that when it parks (decision 0018).
 //!
 //! **Ordering.** FIFO per sender. `DropOldest` removes from the front only.
 //!
@@ -409,13 +410,14 @@ impl Mailbox {
     }
 }
 
-/// Grows `buf` once for the single messages at the front of `items` (up to
+/// Grows `buf` once, to hold up to one message per queued item (at most
 /// `max` in all), instead of doubling through a drained agent's small buffer
-/// one push at a time. A batch at the front is moved in by
-/// [`push_messages`] and needs no room.
+/// one push at a time. Only when a single message is at the front: a batch
+/// there is moved in by [`push_messages`] and needs no room, and a batch
+/// further back may still grow the buffer once more.
 fn reserve_for(buf: &mut Vec<Envelope>, items: &VecDeque<Item>, max: usize) {
     if let Some(Item::One(_)) = items.front() {
-        buf.reserve(items.len().min(max.saturating_sub(buf.len())));
+        buf.reserve_exact(items.len().min(max.saturating_sub(buf.len())));
     }
 }
 

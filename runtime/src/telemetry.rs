@@ -354,13 +354,18 @@ pub(crate) fn with_latency<R>(
 
 #[cfg(test)]
 mod tests {
-    use crate::{AgentConfig, Envelope, Runtime};
+    use crate::{AgentConfig, Envelope, Runtime, TelemetryConfig};
 
     /// A burst grows the mailbox's queue; once drained, a tick gives the
     /// memory back, so an idle agent's footprint follows its current depth.
     #[tokio::test]
     async fn a_tick_gives_back_a_drained_burst() {
-        let rt = Runtime::new();
+        // Only the test's own `roll_windows` ticks.
+        let telemetry = TelemetryConfig {
+            tick: std::time::Duration::from_secs(3600),
+            ..TelemetryConfig::default()
+        };
+        let rt = Runtime::builder().telemetry(telemetry).build();
         rt.spawn("sink", AgentConfig::default(), || crate::agent::Quiet)
             .unwrap();
         // On this single-threaded test runtime the agent cannot run until

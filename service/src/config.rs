@@ -215,6 +215,10 @@ impl Default for Shutdown {
 }
 
 /// `[runtime]`: the threads the service runs on.
+///
+/// Read by the `switchyard serve` binary, which builds its Tokio runtime
+/// from it. A program that embeds [`crate::Server`] runs it on the caller's
+/// own runtime, and sizes that runtime itself.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSection {

@@ -101,7 +101,8 @@ pub struct ResolvedConfig {
     pub limits: Limits,
     /// Drain grace period.
     pub grace: Duration,
-    /// Tokio worker threads; 0: one per CPU.
+    /// Tokio worker threads for `switchyard serve`'s runtime; 0: one per
+    /// CPU. [`crate::Server`] itself runs on whatever runtime calls it.
     pub workers: usize,
     /// Defaults, for agents started later through the API.
     pub defaults: AgentDefaults,
