@@ -87,21 +87,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         "warn"
     };
     init_tracing(cli.log_format, default_level);
-    // The service sizes its runtime from its config, so it is read first.
-    let serve_config = match &cli.command {
-        Command::Serve(args) => Some(serve::load(args)?),
-        _ => None,
-    };
-    let rt = serve::tokio_runtime(serve_config.as_ref().map_or(0, |c| c.workers))
-        .context("while starting the Tokio runtime")?;
     match cli.command {
         Command::Agent { command } => agent_cmd::run(command),
-        Command::Load(args) => rt
+        Command::Load(args) => tokio_runtime(0)?
             .block_on(async { tokio::spawn(load_cmd::run(*args)).await })
             .context("the load task panicked")?,
-        Command::Serve(_) => {
-            let config = serve_config.expect("loaded above for serve");
-            rt.block_on(async { tokio::spawn(serve::run(config)).await })
+        Command::Serve(args) => {
+            // The service sizes its runtime from its config, so it is read first.
+            let config = serve::load(&args)?;
+            tokio_runtime(config.workers)?
+                .block_on(async { tokio::spawn(serve::run(config)).await })
                 .context("the service task panicked")?
         }
         Command::Config {
@@ -118,7 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // The workload runs on a worker thread, like any task that sends to
             // agents; block_on would make every message cross threads.
-            let report = rt
+            let report = tokio_runtime(0)?
                 .block_on(async { tokio::spawn(switchyard_examples::demo::run(opts)).await })
                 .context("the demo task panicked")?
                 .map_err(|e| anyhow::anyhow!(e))
@@ -131,6 +126,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// A multi-thread Tokio runtime of `workers` threads (0: one per CPU).
+fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("while starting the Tokio runtime")
 }
 
 /// Logs to stderr in `format`, filtered by `RUST_LOG` (default: `default_level`).

@@ -47,15 +47,6 @@ pub fn load(args: &ServeArgs) -> Result<ResolvedConfig, ConfigError> {
     base.with_overrides(&overrides).validate()
 }
 
-/// The Tokio runtime the service runs on: `workers` threads (0: one per CPU).
-pub fn tokio_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    builder.enable_all().build()
-}
-
 /// Runs the service; exit code 0 when every accepted message was accounted for.
 pub async fn run(config: ResolvedConfig) -> anyhow::Result<ExitCode> {
     let origin = config.origin.clone();

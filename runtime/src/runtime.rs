@@ -410,14 +410,10 @@ impl Runtime {
 
     /// Resolves a name once, for callers that send to it many times.
     pub fn resolve(&self, name: &str) -> Option<Addr> {
-        self.inner
-            .registry
-            .names
-            .get(name.as_bytes())
-            .map(|r| Addr {
-                route: r.clone(),
-                rt: self.clone(),
-            })
+        self.inner.registry.route(name).map(|route| Addr {
+            route,
+            rt: self.clone(),
+        })
     }
 
     /// The name of an agent id (pool members: `pool#index`).
