@@ -10,6 +10,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: twice the tells to 10,000 agents and
+/// a third off each spawn on the development machine (decision 0019).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchyard: an async message-orchestration runtime for native and WASM agents.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -28,6 +28,10 @@ use switchyard_benches::{Percentiles, WORKERS, run_in_task, tokio_runtime_with};
 use switchyard_examples::Echo;
 use switchyard_runtime::{AgentConfig, Envelope, Runtime};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 /// The 16-byte payload of every ask.
 static PAYLOAD: &[u8; 16] = b"switchyard-bench";
 

@@ -30,6 +30,10 @@ use switchyard_runtime::{
     Agent, AgentConfig, AgentError, Context, DeadLetterReason, Envelope, Runtime, Supervision,
 };
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 /// Panics with the quiet hook.
 const QUIET_ROUNDS: usize = 1_000;
 

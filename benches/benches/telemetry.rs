@@ -25,6 +25,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
 use switchyard_runtime::{AgentConfig, Envelope, Runtime, TelemetryConfig};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 /// The 16-byte payload of every message.
 static PAYLOAD: &[u8; 16] = b"switchyard-bench";
 

@@ -35,6 +35,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
 use switchyard_runtime::{Addr, AgentConfig, Envelope, Runtime};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 /// The 16-byte payload of every message.
 static PAYLOAD: &[u8; 16] = b"switchyard-bench";
 

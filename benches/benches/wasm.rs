@@ -58,6 +58,10 @@ use switchyard_examples::Echo;
 use switchyard_runtime::wasm::{WasmAgentKind, WasmLimits, authoring};
 use switchyard_runtime::{Agent, AgentConfig, AgentError, Context, Envelope, Runtime};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 /// Live WASM agents spawned for the memory figure.
 const LIVE_AGENTS: usize = 10_000;
 /// Batch sizes compared.

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 
 use switchyard_benches::Percentiles;
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 /// Issue 5's bound on ask p99: the share of no-ops at least this late is printed.
 const LATE: Duration = Duration::from_micros(200);
 

@@ -13,6 +13,10 @@ use switchyard_benches::{names, run_in_task, tokio_runtime};
 use switchyard_examples::Echo;
 use switchyard_runtime::{AgentConfig, Runtime};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)

@@ -21,6 +21,10 @@ use bytes::Bytes;
 use switchyard_benches::{Done, Sink, WORKERS, names, run_in_task, tokio_runtime_with};
 use switchyard_runtime::{AgentConfig, Envelope, Runtime};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let agents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);

@@ -22,6 +22,10 @@ use bytes::Bytes;
 use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
 use switchyard_runtime::{AgentConfig, Envelope, Runtime, TelemetryConfig};
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let agents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);

@@ -11,11 +11,13 @@
 //!   ends when every message has been *handled*, not merely queued.
 //! - [`CountingAlloc`]: a global allocator wrapper that tracks live heap bytes,
 //!   for per-agent memory figures (declare it with `#[global_allocator]` in the
-//!   bench binary that needs it).
+//!   bench binary that needs it). It forwards to [`MiMalloc`], which every
+//!   other bench and example declares as its global allocator too: the
+//!   benches measure the allocator the `switchyard` binary ships with.
 //! - [`Percentiles`]: per-operation latency from an HdrHistogram, printed as a
 //!   small table (criterion gives means, not per-operation percentiles).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
+pub use mimalloc::MiMalloc;
 use switchyard_runtime::{Agent, AgentError, Context, Envelope};
 use tokio::sync::Notify;
 
@@ -230,7 +233,9 @@ fn slot() -> usize {
     .unwrap_or(0)
 }
 
-/// A global allocator that forwards to [`System`] and counts live heap bytes.
+/// A global allocator that forwards to [`MiMalloc`], the allocator of the
+/// `switchyard` binary and of every bench (decision 0019), and counts live
+/// heap bytes.
 ///
 /// ```ignore
 /// #[global_allocator]
@@ -248,12 +253,12 @@ impl CountingAlloc {
     }
 }
 
-// SAFETY: every call is forwarded unchanged to `System`; the wrapper only adds
+// SAFETY: every call is forwarded unchanged to `MiMalloc`; the wrapper only adds
 // relaxed counter updates, which neither allocate nor unwind.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout, as the trait requires.
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { MiMalloc.alloc(layout) };
         if !p.is_null() {
             ALLOCATED[slot()].fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
@@ -262,7 +267,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             ALLOCATED[slot()].fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
@@ -270,14 +275,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (that is, from `System`) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` came from this allocator (that is, from `MiMalloc`) with `layout`.
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         FREED[slot()].fetch_add(layout.size() as u64, Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr`/`layout` came from this allocator; forwarded unchanged.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             let s = slot();
             FREED[s].fetch_add(layout.size() as u64, Ordering::Relaxed);

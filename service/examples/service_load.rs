@@ -38,6 +38,10 @@ use switchyard_service::config::Config;
 use switchyard_service::{Server, ServiceReport};
 use tokio::task::JoinHandle;
 
+/// The allocator the `switchyard` binary ships with (decision 0019).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The counter adds this little-endian 1.
 const ONE: &[u8] = &[1, 0, 0, 0, 0, 0, 0, 0];
 /// Tells sent in the throughput phase.
