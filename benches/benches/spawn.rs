@@ -2,12 +2,14 @@
 //!
 //! **Workload.** One producer task on a 2-worker Tokio runtime calls
 //! `rt.spawn(name, config, || Echo)` 100,000 times in a row
-//! (names built beforehand). Then, on a fresh runtime, 1,000,000 agents the
-//! same way, to check that a million can be registered and what they cost.
-//! Both runs again (the 100,000 first, on fresh memory) with
+//! (names built beforehand). Then 1,000,000 agents the same way, to check
+//! that a million can be registered and what they cost. Both again with
 //! `AgentConfig::default().lazy_start(true)`: the task
 //! starts at the agent's first message, so spawning is a registration and an
-//! idle agent holds no task (decision 0011).
+//! idle agent holds no task (decision 0011). Each of the four runs is a
+//! child process of its own (this binary, re-run with [`RUN_ENV`]), so every
+//! run starts on fresh memory and its RSS is not lowered by memory an
+//! earlier run freed and the allocator gives back later.
 //!
 //! **Timed section.** Each `rt.spawn` call on its own (HdrHistogram, ns) and
 //! the whole loop. `spawn` registers the agent and starts its task (lazy:
@@ -17,7 +19,7 @@
 //! the memory is read, `rt.shutdown(grace)` of all those idle agents, timed.
 //!
 //! **Memory.** A counting global allocator ([`CountingAlloc`], wrapping
-//! `System`) tracks live heap bytes. Live bytes and RSS (`/proc/self/statm`) are
+//! mimalloc, the `switchyard` binary's allocator) tracks live heap bytes. Live bytes and RSS (`/proc/self/statm`) are
 //! read before the loop and after the agents have settled (every task has run
 //! to its first wait: live bytes stop changing); the difference divided by the
 //! number of agents is the idle cost per agent. Names count in it (they are
@@ -39,6 +41,10 @@ use switchyard_runtime::{AgentConfig, Runtime};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Set in a child process: which run it does (`lazy_start` or `eager`,
+/// then `:` and the number of agents).
+const RUN_ENV: &str = "SWITCHYARD_SPAWN_RUN";
 
 /// Agents in the timed run.
 const SPAWNS: usize = 100_000;
@@ -132,21 +138,42 @@ fn tokio_task_floor() -> f64 {
 fn main() {
     let eager = AgentConfig::default();
     let lazy = eager.lazy_start(true);
-    for (label, config) in [("lazy_start", lazy), ("eager", eager)] {
-        let m = run(SPAWNS, true, config);
-        println!(
-            "\nspawn ({label}): {} native agents (Echo) spawned in a row from one task",
-            m.agents
-        );
-        Percentiles::print_header();
-        m.hist
-            .print_row(&format!("rt.spawn(name, {label}, || Echo)"));
+    if let Ok(run_spec) = std::env::var(RUN_ENV) {
+        let (label, agents) = run_spec
+            .split_once(':')
+            .and_then(|(l, n)| Some((l, n.parse::<usize>().ok()?)))
+            .unwrap_or_else(|| panic!("{RUN_ENV}={run_spec:?}: expected LABEL:AGENTS"));
+        let config = if label == "lazy_start" { lazy } else { eager };
+        let m = run(agents, agents == SPAWNS, config);
+        if agents == SPAWNS {
+            println!(
+                "\nspawn ({label}): {} native agents (Echo) spawned in a row from one task",
+                m.agents
+            );
+            Percentiles::print_header();
+            m.hist
+                .print_row(&format!("rt.spawn(name, {label}, || Echo)"));
+        } else {
+            println!("\nregistration check ({label}): {} agents", m.agents);
+        }
         report(&m);
+        return;
     }
-    for (label, config) in [("eager", eager), ("lazy_start", lazy)] {
-        let m = run(MILLION, false, config);
-        println!("\nregistration check ({label}): {} agents", m.agents);
-        report(&m);
+    let me = std::env::current_exe().expect("the bench knows its own path");
+    for (label, agents) in [
+        ("lazy_start", SPAWNS),
+        ("eager", SPAWNS),
+        ("eager", MILLION),
+        ("lazy_start", MILLION),
+    ] {
+        let status = std::process::Command::new(&me)
+            .env(RUN_ENV, format!("{label}:{agents}"))
+            .status()
+            .expect("the bench can run itself");
+        assert!(
+            status.success(),
+            "the run {label}:{agents} failed: {status}"
+        );
     }
     println!(
         "\nfloor: a bare tokio::spawn(pending()) task holds {:.0} B of heap",
