@@ -18,13 +18,20 @@
 //!   `FuturesUnordered` (no task or lock per ask); latency is measured
 //!   from the *intended* start, so a late generator or a stalled server
 //!   counts against the result (no coordinated omission). HdrHistogram.
+//!   A generator keeps at most `--max-in-flight` asks (default 1,024) in
+//!   flight, as wrk2's connections and k6's VU pool do: at the cap its next
+//!   ask starts when one is answered, still timed from its intended start.
+//!   Without a cap, a stall left hundreds of thousands of asks waiting for
+//!   room in the client's queue inside one `FuturesUnordered`, whose polls
+//!   then grow with that number (futures-rs issue 2526): one run in ten on one
+//!   core took 20-120 s to drain instead of 3 s.
 //!   A generator runs whenever one of its asks is answered; only with none
 //!   in flight does it yield until the next ask is due (Tokio's timer ticks
 //!   in milliseconds), which keeps an in-process server's workers awake at
 //!   low rates; with `--addr` the server's workers park as in production.
 //!
 //! Run: `cargo run --release -p switchyard-service --example service_load -- [--phase tells|asks|all]
-//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2] [--workers 2]`
+//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2] [--workers 2] [--max-in-flight 1024]`
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -75,6 +82,7 @@ struct Args {
     workers: usize,
     asks: u64,
     generators: usize,
+    max_in_flight: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -90,6 +98,7 @@ fn args() -> Result<Args, String> {
         workers: 2,
         asks: 300_000,
         generators: 4,
+        max_in_flight: 1024,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -107,6 +116,7 @@ fn args() -> Result<Args, String> {
             "--workers" => a.workers = num(&value)? as usize,
             "--asks" => a.asks = num(&value)? as u64,
             "--generators" => a.generators = num(&value)? as usize,
+            "--max-in-flight" => a.max_in_flight = (num(&value)? as usize).max(1),
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; see the //! doc of service_load.rs"
@@ -196,7 +206,8 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         if rate <= 0.0 || a.secs <= 0.0 {
             return Err("open loop skipped: --rate and --secs must be positive".into());
         }
-        let (h, lag, failed) = open_loop(&client, rate, a.secs, a.generators).await;
+        let (h, lag, failed) =
+            open_loop(&client, rate, a.secs, a.generators, a.max_in_flight).await;
         println!(
             "asks: open loop, intended start to the generator starting it: {}",
             summary(&lag)
@@ -295,6 +306,7 @@ async fn open_loop(
     rate: f64,
     secs: f64,
     generators: usize,
+    max_in_flight: usize,
 ) -> (Histogram<u64>, Histogram<u64>, u64) {
     let generators = generators.max(1);
     let each = rate / generators as f64;
@@ -305,7 +317,7 @@ async fn open_loop(
             // Offset the generators by a fraction of an interval so their
             // asks interleave instead of coming in pairs.
             let phase = g as f64 / generators as f64;
-            tokio::spawn(async move { generate(&c, begin, each, phase, secs).await })
+            tokio::spawn(async move { generate(&c, begin, each, phase, secs, max_in_flight).await })
         })
         .collect();
     let (mut all, mut lag, mut failed) = (histogram(), histogram(), 0);
@@ -332,6 +344,7 @@ async fn generate(
     rate: f64,
     phase: f64,
     secs: f64,
+    max_in_flight: usize,
 ) -> (Histogram<u64>, Histogram<u64>, u64) {
     let interval = Duration::from_secs_f64(1.0 / rate);
     let total = (rate * secs) as u64;
@@ -347,7 +360,7 @@ async fn generate(
     let mut i = 0u64;
     loop {
         let now = Instant::now();
-        while i < total && due(i) <= now {
+        while i < total && due(i) <= now && in_flight.len() < max_in_flight {
             let intended = due(i);
             record_us(&mut lag, now.duration_since(intended));
             in_flight.push(async move { (intended, client.ask("echo", "x").await) });
@@ -361,6 +374,14 @@ async fn generate(
                 record(done);
             }
             break;
+        }
+        if in_flight.len() >= max_in_flight {
+            // At the cap: the next start waits for an answer, and its
+            // latency still counts from its intended start.
+            if let Some(done) = in_flight.next().await {
+                record(done);
+            }
+            continue;
         }
         let next = due(i);
         let soon = next.saturating_duration_since(Instant::now()) < Duration::from_millis(2);
