@@ -319,6 +319,13 @@ impl Client {
     /// Asks `agent` and waits at most `timeout` for the reply (the server gets
     /// the same timeout).
     ///
+    /// Many asks from one task: bound how many are pending at once (for
+    /// example `StreamExt::buffer_unordered(n)`, or a cap on a
+    /// `FuturesUnordered`). Once the op queues are full, each pending ask waits
+    /// for room, and a `FuturesUnordered` holding hundreds of thousands of
+    /// such waiters spends its time polling them (futures-rs issue 2526):
+    /// `service_load` without a cap took 20-120 s to drain one stall.
+    ///
     /// # Cancel safety
     /// Cancel safe for the caller; an ask already written still runs on the
     /// server and its reply is dropped.
