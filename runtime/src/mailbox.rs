@@ -371,7 +371,10 @@ impl Mailbox {
     }
 
     /// Waits until something (a message or a wake) arrives, then moves what is
-    /// queued into `buf` as [`Mailbox::take_batch`] does.
+    /// queued into `buf` as [`Mailbox::take_batch`] does. Returns at once
+    /// when something is queued; a wake alone returns 0. A consumer that
+    /// parks here with an empty `buf` larger than [`KEEP_SLOTS`] gives that
+    /// memory back.
     ///
     /// # Cancel safety
     /// Cancel safe: items are only taken out of the queue inside a poll that
@@ -384,6 +387,11 @@ impl Mailbox {
                 match &mut q.parked {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     slot => *slot = Some(cx.waker().clone()),
+                }
+                drop(q);
+                // An idle agent keeps no more than a small batch buffer.
+                if buf.is_empty() && buf.capacity() > KEEP_SLOTS {
+                    *buf = Vec::new();
                 }
                 return Poll::Pending;
             }
@@ -611,6 +619,35 @@ mod tests {
         tokio::task::yield_now().await;
         mb.close();
         assert_eq!(waiter.await.unwrap(), Err(Refusal::Closed));
+    }
+
+    /// The agent loop checks its control lane, then waits here; a control
+    /// request between the two leaves only a wake in the queue, which must
+    /// end the wait so the loop sees the request.
+    #[test]
+    fn a_wake_alone_ends_a_wait_with_no_messages() {
+        use futures_util::FutureExt;
+        let mb = Mailbox::new(4, Overflow::Block);
+        mb.wake();
+        let mut buf = Vec::new();
+        assert_eq!(mb.wait_batch(&mut buf, 8).now_or_never(), Some(0));
+        assert_eq!(
+            mb.wait_batch(&mut buf, 8).now_or_never(),
+            None,
+            "the wake was consumed; an empty queue parks"
+        );
+    }
+
+    #[test]
+    fn parking_gives_back_a_large_empty_batch_buffer() {
+        use futures_util::FutureExt;
+        let mb = Mailbox::new(4, Overflow::Block);
+        let mut buf: Vec<Envelope> = Vec::with_capacity(64);
+        assert_eq!(mb.wait_batch(&mut buf, 8).now_or_never(), None);
+        assert!(buf.capacity() <= KEEP_SLOTS, "{}", buf.capacity());
+        let mut small: Vec<Envelope> = Vec::with_capacity(KEEP_SLOTS);
+        assert_eq!(mb.wait_batch(&mut small, 8).now_or_never(), None);
+        assert_eq!(small.capacity(), KEEP_SLOTS, "a small buffer is kept");
     }
 
     #[test]

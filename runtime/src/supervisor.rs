@@ -41,6 +41,7 @@ use crate::config::{RestartPolicy, Supervision};
 use crate::deadletter::{DeadLetterReason, DeadLetters};
 use crate::envelope::Envelope;
 use crate::runtime::Runtime;
+use crate::stats::bump_own;
 
 /// How one instance's life ended.
 enum Exit {
@@ -319,11 +320,10 @@ async fn serve<A: Agent>(
                 }
             }
             Control::Run => {
-                if buf.is_empty() && cell.mailbox.take_batch(buf, max) == 0 {
-                    // An idle agent keeps no more than a small batch buffer.
-                    if buf.capacity() > crate::mailbox::KEEP_SLOTS {
-                        *buf = Vec::new();
-                    }
+                if buf.is_empty() {
+                    // Takes what is queued, or parks until something comes
+                    // (one lock either way). Back to the top even with
+                    // messages: what came may be the wake of a control request.
                     cell.mailbox.wait_batch(buf, max).await;
                     continue;
                 }
@@ -349,7 +349,7 @@ async fn serve<A: Agent>(
             Err(detail) => Some((DeadLetterReason::Panicked, detail)),
         };
         let counters = &cell.counters.agent;
-        counters.batches.fetch_add(1, Ordering::Relaxed);
+        bump_own(&counters.batches, 1);
         match failure {
             None => {
                 ctx.clear_replies();
@@ -359,9 +359,7 @@ async fn serve<A: Agent>(
                         l.record_batch(buf, taken, done)
                     });
                 }
-                counters
-                    .handled
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                bump_own(&counters.handled, buf.len() as u64);
                 buf.clear();
             }
             Some((reason, detail)) => {
@@ -369,7 +367,7 @@ async fn serve<A: Agent>(
                 // Messages after the failed one keep their reply slots for the next instance.
                 ctx.restore_replies(&mut buf[done..]);
                 ctx.clear_replies();
-                counters.handled.fetch_add(done as u64, Ordering::Relaxed);
+                bump_own(&counters.handled, done as u64);
                 buf.drain(..done);
                 return Exit::Failed { reason, detail };
             }
