@@ -3,8 +3,8 @@
 //!
 //! Two threads bounce one 64-byte-aligned counter: each waits until the
 //! other has written it, then writes it back. Every hop is one transfer of
-//! the line, so the round's time over twice the hops is the one-way
-//! transfer latency. A tell whose agent runs on the other core cannot be
+//! the line, so the round's time over the hops is the one-way transfer
+//! latency. A tell whose agent runs on the other core cannot be
 //! cheaper than the lines it must take from there: the mailbox's lock word,
 //! the queue slot the agent read last, and the agent task's header that the
 //! wake writes (`docs/decisions/0020-one-line-mailbox.md`).

@@ -648,6 +648,15 @@ mod tests {
         let mut small: Vec<Envelope> = Vec::with_capacity(KEEP_SLOTS);
         assert_eq!(mb.wait_batch(&mut small, 8).now_or_never(), None);
         assert_eq!(small.capacity(), KEEP_SLOTS, "a small buffer is kept");
+        let mut holding: Vec<Envelope> = Vec::with_capacity(64);
+        holding.push(Envelope::tell("kept"));
+        assert_eq!(mb.wait_batch(&mut holding, 8).now_or_never(), None);
+        assert_eq!(
+            holding.len(),
+            1,
+            "a buffer that holds messages is not freed"
+        );
+        assert_eq!(holding[0].payload().as_ref(), b"kept");
     }
 
     #[test]

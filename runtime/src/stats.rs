@@ -30,14 +30,13 @@ pub(crate) struct SenderCounters {
 }
 
 /// Counters written by the agent's own task (and, for `dead`, by senders
-/// for drop-oldest): `handled` and `batches` have that one writer and are
-/// bumped with [`bump_own`].
+/// for drop-oldest and by a shutdown that gives up on a task): `handled`
+/// has that one writer and is bumped with [`bump_own`].
 #[derive(Debug, Default)]
 pub(crate) struct AgentCounters {
     pub handled: AtomicU64,
     pub dead: [AtomicU64; DeadLetterReason::COUNT],
     pub restarts: AtomicU64,
-    pub batches: AtomicU64,
 }
 
 /// All counters of one agent.

@@ -349,7 +349,6 @@ async fn serve<A: Agent>(
             Err(detail) => Some((DeadLetterReason::Panicked, detail)),
         };
         let counters = &cell.counters.agent;
-        bump_own(&counters.batches, 1);
         match failure {
             None => {
                 ctx.clear_replies();
