@@ -261,14 +261,27 @@ impl AgentCell {
     /// otherwise hands it back with the refusal, counting nothing.
     pub(crate) fn offer(
         &self,
+        env: Envelope,
+        dead: &DeadLetters,
+    ) -> Result<(), (Refusal, Envelope)> {
+        self.offer_at(env, dead, || self.record_latency.then(Tick::now))
+    }
+
+    /// [`AgentCell::offer`], with the enqueue stamp from `now` (read only
+    /// when the message is accepted): an ask shares one clock read between
+    /// the stamp and the start of its round trip.
+    #[inline]
+    pub(crate) fn offer_at(
+        &self,
         mut env: Envelope,
         dead: &DeadLetters,
+        now: impl FnOnce() -> Option<Tick>,
     ) -> Result<(), (Refusal, Envelope)> {
         match self.mailbox.try_reserve(1, |old| {
             self.dead_letter(dead, old, DeadLetterReason::DroppedOldest, None)
         }) {
             Ok(()) => {
-                self.stamp(&mut env, self.record_latency.then(Tick::now));
+                self.stamp(&mut env, now());
                 self.accept(1);
                 self.mailbox.push_reserved(Item::One(env));
                 Ok(())

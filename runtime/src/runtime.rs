@@ -33,7 +33,7 @@ use crate::cell::{AgentCell, Control};
 use crate::config::AgentConfig;
 use crate::deadletter::DeadLetters;
 use crate::deadline::Deadlines;
-use crate::envelope::{Envelope, Kind, ReplyTo};
+use crate::envelope::{Envelope, Kind, ReplyTo, Tick};
 use crate::error::{AskError, SendError, SpawnError};
 use crate::mailbox::{Overflow, Refusal};
 use crate::pool::{MAX_POOL_SIZE, Pool, Strategy};
@@ -431,13 +431,29 @@ impl Runtime {
     /// Counts a refusal of `n` messages in the runtime's totals.
     fn counted<T>(&self, result: Result<(), SendError<T>>, n: usize) -> Result<(), SendError<T>> {
         if result.is_err() {
-            self.inner.rejected.fetch_add(n as u64, Ordering::Relaxed);
+            self.count_refused(n);
         }
         result
     }
 
+    /// Counts `n` refused messages in the runtime's totals.
+    fn count_refused(&self, n: usize) {
+        self.inner.rejected.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     fn offer(&self, cell: &Arc<AgentCell>, env: Envelope) -> Fast<Envelope> {
-        match cell.offer(env, &self.inner.dead) {
+        self.offer_at(cell, env, || cell.record_latency.then(Tick::now))
+    }
+
+    /// [`Runtime::offer`] with the enqueue stamp from `now`.
+    #[inline]
+    fn offer_at(
+        &self,
+        cell: &Arc<AgentCell>,
+        env: Envelope,
+        now: impl FnOnce() -> Option<Tick>,
+    ) -> Fast<Envelope> {
+        match cell.offer_at(env, &self.inner.dead, now) {
             Ok(()) => Fast::Done(Ok(())),
             Err((Refusal::Full, env)) if cell.mailbox.overflow() == Overflow::Block => {
                 Fast::Wait(cell.clone(), env)
@@ -577,24 +593,26 @@ impl Runtime {
         let (tx, rx) = oneshot::channel();
         env.set_kind(Kind::Ask);
         env.reply = Some(ReplyTo(tx));
-        self.tell(name, env).await.map_err(|e| {
-            e.map(|mut m| {
-                m.reply = None;
-                m
-            })
-        })?;
-        let asked = self
-            .inner
-            .telemetry
-            .latency
-            .then(crate::envelope::Tick::now);
+        // The cell is kept for recording the round trip: the agent it was
+        // sent to is the one that replies (a reply slot never travels on).
+        let found = (self.inner.registry.names.get(name.as_bytes()))
+            .map(|route| route.pick(env.key()).clone());
+        let Some(cell) = found else {
+            self.count_refused(1);
+            return Err(refused_ask(self.unknown(name, env)));
+        };
+        // One clock read for the message's enqueue stamp and the start of
+        // the round trip.
+        let asked = cell.record_latency.then(Tick::now);
+        match self.offer_at(&cell, env, || asked) {
+            Fast::Done(Ok(())) => {}
+            slow => self.finish(slow).await.map_err(refused_ask)?,
+        }
         match self.inner.deadlines.within(rx, deadline).await {
             Ok(Ok(reply)) => {
-                if let (Some(asked), Some(from)) = (asked, reply.from())
-                    && let Some(cell) = self.inner.registry.ids.get(&from)
-                {
-                    let took = crate::envelope::Tick::now().nanos_since(asked);
-                    telemetry::with_latency(self, cell.value(), |l| {
+                if let Some(asked) = asked {
+                    let took = Tick::now().nanos_since(asked);
+                    telemetry::with_latency(self, &cell, |l| {
                         l.record_ask(Duration::from_nanos(took))
                     });
                 }
@@ -819,6 +837,15 @@ impl Runtime {
             retired.add(&cell.counters.snapshot());
         }
     }
+}
+
+/// The error of an ask whose request was refused, without its reply slot
+/// (the caller gets the message back, not the channel).
+fn refused_ask(refused: SendError<Envelope>) -> AskError {
+    AskError::Send(refused.map(|mut m| {
+        m.reply = None;
+        m
+    }))
 }
 
 /// How far ahead the timer anchor keeps a timer armed.

@@ -345,8 +345,10 @@ pub(crate) fn with_latency<R>(
     let result = f(guard.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new())));
     drop(guard);
     // Listed after the lock is released: the ticker takes these two locks in
-    // the other order.
-    if fresh {
+    // the other order. Only while the agent is registered: an asker that
+    // holds the cell can record after the agent was retired, and a retired
+    // cell listed here would be visited by the ticker for good.
+    if fresh && rt.inner.registry.ids.contains_key(&cell.id) {
         rt.inner.registry.recording.insert(cell.id, cell.clone());
     }
     result

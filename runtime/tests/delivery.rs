@@ -109,7 +109,48 @@ async fn unknown_name_hands_the_message_back() {
         .await
         .unwrap_err();
     assert_eq!(err.into_message().len(), 2);
-    assert_eq!(rt.accounting().rejected, 3);
+    let err = rt
+        .ask("nobody", Envelope::ask("q?"), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let AskError::Send(err) = err else {
+        panic!("an unknown name refuses the request: {err}");
+    };
+    assert!(matches!(err, SendError::UnknownAgent { .. }), "{err}");
+    assert_eq!(err.into_message().payload().as_ref(), b"q?");
+    assert_eq!(rt.accounting().rejected, 4);
+}
+
+/// Every answered ask's round trip is recorded, for a pool on the member
+/// the request was routed to (the pool's figures merge its members').
+#[tokio::test]
+async fn ask_round_trips_are_recorded_for_agents_and_pools() {
+    let rt = Runtime::new();
+    rt.spawn_pool(
+        "pool",
+        3,
+        Strategy::RoundRobin,
+        AgentConfig::default(),
+        Recorder::default,
+    )
+    .unwrap();
+    for _ in 0..6 {
+        rt.ask("pool", Envelope::ask("q"), Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    rt.spawn("one", AgentConfig::default(), Recorder::default)
+        .unwrap();
+    for _ in 0..4 {
+        rt.ask("one", Envelope::ask("q"), Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    for (name, asks) in [("pool", 6), ("one", 4)] {
+        let latency = rt.latency(name).expect("agents that handled asks");
+        assert_eq!(latency.ask_us.count, asks, "{name}");
+        assert_eq!(latency.sojourn_us.count, asks, "{name}");
+    }
 }
 
 #[tokio::test]
