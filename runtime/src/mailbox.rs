@@ -33,10 +33,11 @@
 //!
 //! **Memory.** The queue grows with its depth and keeps its buffer while it
 //! is in use. For agents that record latency (the default), the telemetry
-//! tick calls [`Mailbox::trim`], which gives back the buffer of an empty
-//! mailbox larger than [`KEEP_SLOTS`], so a burst's memory does not stay
-//! with the agent for good; every agent frees a batch buffer larger than
-//! that when it parks (decision 0018).
+//! tick calls [`Mailbox::trim`] for an agent that handled nothing since the
+//! last tick, which gives back the buffer of an empty mailbox larger than
+//! [`KEEP_SLOTS`], so a burst's memory does not stay with the agent for
+//! good; every agent frees a batch buffer larger than that when it parks
+//! (decision 0018).
 //!
 //! **Ordering.** FIFO per sender. `DropOldest` removes from the front only.
 //!

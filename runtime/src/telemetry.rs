@@ -196,12 +196,7 @@ impl<'a> Tick<'a> {
     }
 
     fn agent(&mut self, cell: &AgentCell) {
-        // An agent whose mailbox is empty at a tick gives back what a burst
-        // grew it to; a busy one regrows at most once per tick.
-        if cell.mailbox.depth() == 0 {
-            cell.mailbox.trim();
-        }
-        let (inner, now) = (&self.rt.inner, self.now);
+        let now = self.now;
         let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
         let Some(l) = guard.as_mut() else { return };
         let a = cell.counters.snapshot();
@@ -210,6 +205,20 @@ impl<'a> Tick<'a> {
         self.dh += h;
         self.df += f;
         l.reset_interval();
+        self.verdicts(cell, l);
+        drop(guard);
+        // An agent that handled nothing for a whole tick and has nothing
+        // queued gives back what a burst grew its mailbox to. A busy agent
+        // keeps its buffer: freeing it at every tick made 10,000 busy agents
+        // regrow theirs each second, with fresh pages (decision 0018).
+        if h == 0 && cell.mailbox.depth() == 0 {
+            cell.mailbox.trim();
+        }
+    }
+
+    /// Logs `cell`'s SLO transitions, on evaluating ticks.
+    fn verdicts(&self, cell: &AgentCell, l: &mut crate::slo::AgentLatency) {
+        let (inner, now) = (&self.rt.inner, self.now);
         let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
         // Without a bound there is no transition to warn about.
         if self.evaluate && targets.can_fail() {
@@ -358,8 +367,9 @@ pub(crate) fn with_latency<R>(
 mod tests {
     use crate::{AgentConfig, Envelope, Runtime, TelemetryConfig};
 
-    /// A burst grows the mailbox's queue; once drained, a tick gives the
-    /// memory back, so an idle agent's footprint follows its current depth.
+    /// A burst grows the mailbox's queue; once drained, the first tick with
+    /// nothing handled gives the memory back, so an idle agent's footprint
+    /// follows its current depth.
     #[tokio::test]
     async fn a_tick_gives_back_a_drained_burst() {
         // Only the test's own `roll_windows` ticks.
@@ -383,8 +393,13 @@ mod tests {
         assert!(cell.mailbox.slots() >= 1_000, "draining alone keeps it");
         rt.roll_windows();
         assert!(
+            cell.mailbox.slots() >= 1_000,
+            "an agent busy since the last tick keeps its buffer"
+        );
+        rt.roll_windows();
+        assert!(
             cell.mailbox.slots() <= crate::mailbox::KEEP_SLOTS,
-            "{} slots kept after the tick",
+            "{} slots kept after a tick with nothing handled",
             cell.mailbox.slots()
         );
         // The mailbox still works after giving its buffer back.
