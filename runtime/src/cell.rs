@@ -26,7 +26,7 @@ use crate::envelope::{Envelope, Tick};
 use crate::error::SendError;
 use crate::mailbox::{Item, Mailbox, Overflow, Refusal};
 use crate::runtime::{Inner, Runtime};
-use crate::slo::{AgentLatency, SloTargets};
+use crate::slo::{AgentLatency, Interval, SloTargets};
 use crate::stats::Counters;
 
 /// A request on the control lane. Higher values win over lower ones.
@@ -87,8 +87,12 @@ pub(crate) struct AgentCell {
     task: Mutex<Task>,
     /// Stamp enqueue times and record latency histograms.
     pub record_latency: bool,
-    /// Latency state, allocated at the first sample.
-    pub latency: Mutex<Option<Box<AgentLatency>>>,
+    /// Samples since the last tick, allocated at the first one; the agent
+    /// and its askers record here (see `slo::recorder`).
+    pub latency: Mutex<Option<Box<Interval>>>,
+    /// Cumulative latency and SLO windows, allocated with `latency`; taken
+    /// by the ticker and by readers, never by the agent.
+    pub history: Mutex<Option<Box<AgentLatency>>>,
     /// This agent's own SLO targets, if it has any.
     pub slo: Option<Box<SloTargets>>,
 }
@@ -119,6 +123,7 @@ impl AgentCell {
             task: Mutex::new(Task::Ended),
             record_latency,
             latency: Mutex::new(None),
+            history: Mutex::new(None),
             slo: config.slo.map(Box::new),
         }
     }

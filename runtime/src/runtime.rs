@@ -768,11 +768,21 @@ impl Runtime {
         let route = self.inner.registry.names.get(name.as_bytes())?;
         let mut merged: Option<[crate::slo::LatencyHistogram; 4]> = None;
         for cell in route.cells() {
-            let guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(l) = guard.as_ref() else { continue };
+            // `history` first, as the ticker does: while it is held no tick
+            // has samples taken out, so the two parts are all of them.
+            let history = cell.history.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(l) = history.as_ref() else { continue };
             let m = merged
                 .get_or_insert_with(|| std::array::from_fn(|_| crate::slo::report_histogram()));
             l.merge_into(m);
+            if let Some(live) = cell
+                .latency
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                live.merge_into(m);
+            }
         }
         merged.map(|[q, s, j, a]| AgentLatencyInfo {
             queue_us: Percentiles::of(&q),

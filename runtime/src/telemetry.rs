@@ -224,8 +224,18 @@ impl<'a> Tick<'a> {
 
     fn agent(&mut self, cell: &AgentCell) {
         let now = self.now;
-        let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = cell.history.lock().unwrap_or_else(|p| p.into_inner());
         let Some(l) = guard.as_mut() else { return };
+        // The agent's lock only for the swap: the merge below runs on the
+        // samples taken out, while the agent records into the spare.
+        if let Some(live) = cell
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            l.take_interval(live);
+        }
         let a = cell.counters.snapshot();
         let (interval, h, f) = l.tick(now, a.handled, a.dead_lettered() + a.rejected);
         self.global.add(interval);
@@ -316,7 +326,7 @@ pub(crate) fn report(rt: &Runtime) -> SloReport {
     }
     let mut agents = Vec::new();
     for cell in inner.registry.ids.iter() {
-        let guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = cell.history.lock().unwrap_or_else(|p| p.into_inner());
         let Some(l) = guard.as_ref() else { continue };
         let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
         agents.extend(
@@ -374,17 +384,25 @@ fn publish_metrics(rt: &Runtime) {
 pub(crate) fn with_latency<R>(
     rt: &Runtime,
     cell: &Arc<crate::cell::AgentCell>,
-    f: impl FnOnce(&mut crate::slo::AgentLatency) -> R,
+    f: impl FnOnce(&mut crate::slo::Interval) -> R,
 ) -> R {
     let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
     let fresh = guard.is_none();
-    let result = f(guard.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new())));
+    let result = f(guard.get_or_insert_with(Box::default));
     drop(guard);
-    // Listed after the lock is released: the ticker takes these two locks in
-    // the other order. Only while the agent is registered: an asker that
-    // holds the cell can record after the agent was retired, and a retired
-    // cell listed here would be visited by the ticker for good.
-    if fresh && rt.inner.registry.ids.contains_key(&cell.id) {
+    if !fresh {
+        return result;
+    }
+    // The rest only once per agent, after the lock is released: the ticker
+    // takes `history` before `latency`.
+    let mut history = cell.history.lock().unwrap_or_else(|p| p.into_inner());
+    history.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new()));
+    drop(history);
+    // Listed once its state exists (the ticker skips a cell without it),
+    // and only while the agent is registered: an asker that holds the cell
+    // can record after the agent was retired, and a retired cell listed here
+    // would be visited by the ticker for good.
+    if rt.inner.registry.ids.contains_key(&cell.id) {
         rt.inner.registry.recording.insert(cell.id, cell.clone());
     }
     result
@@ -393,6 +411,53 @@ pub(crate) fn with_latency<R>(
 #[cfg(test)]
 mod tests {
     use crate::{AgentConfig, Envelope, Runtime, TelemetryConfig};
+
+    /// Ticks that swap an agent's samples out while it records lose none:
+    /// every handled message is in its histograms once, whatever the ticks
+    /// rolled and what they left in the live interval.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ticks_during_recording_keep_every_sample() {
+        const N: u64 = 20_000;
+        let telemetry = TelemetryConfig {
+            tick: std::time::Duration::from_secs(3600),
+            ..TelemetryConfig::default()
+        };
+        let rt = Runtime::builder().telemetry(telemetry).build();
+        rt.spawn("sink", AgentConfig::default(), || crate::agent::Quiet)
+            .unwrap();
+        let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let ticker = {
+            let (rt, ticking) = (rt.clone(), ticking.clone());
+            std::thread::spawn(move || {
+                let mut ticks = 0;
+                while ticking.load(std::sync::atomic::Ordering::Relaxed) {
+                    rt.roll_windows();
+                    ticks += 1;
+                }
+                ticks
+            })
+        };
+        for i in 0..N {
+            rt.tell("sink", Envelope::tell("x")).await.unwrap();
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        while rt.accounting().in_flight() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        ticking.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(ticker.join().unwrap() > 1, "the ticks ran during the run");
+        let latency = rt.latency("sink").expect("samples");
+        assert_eq!(latency.sojourn_us.count, N);
+        assert_eq!(latency.queue_us.count, N);
+        rt.roll_windows();
+        assert_eq!(
+            rt.latency("sink").unwrap().sojourn_us.count,
+            N,
+            "after a last tick"
+        );
+    }
 
     /// The ticker runs at the lowest normal priority, so it does not take
     /// the workers' CPU (Linux: its nice value, read from `/proc`).

@@ -35,7 +35,7 @@ pub use histogram::{
     AGENT_SIGFIGS, HIGHEST_US, LOWEST_US, LatencyHistogram, Percentiles, REPORT_SIGFIGS,
     agent_histogram, merge, record, report_histogram,
 };
-pub(crate) use recorder::AgentLatency;
+pub(crate) use recorder::{AgentLatency, Interval};
 pub use report::{spectrum, table_header, table_row, to_json};
 pub(crate) use window::Window;
 

@@ -1,12 +1,15 @@
 //! One agent's latency state: cumulative histograms, the interval being
 //! filled, and the sliding windows the SLO evaluator reads.
 //!
-//! Ownership: the state sits behind the agent's own mutex, allocated at its
-//! first sample. The agent task locks it once per batch to record into the
-//! interval's [`CompactHistogram`]s; the ticker locks it once per tick to
-//! merge the interval into the cumulative [`SparseHistogram`]s and the
-//! windows. No lock is shared between agents. Every sample is recorded once,
-//! on the hot path, and merged once per tick.
+//! Ownership: two locks per agent, both allocated at its first sample. The
+//! agent task (once per batch) and its askers record into the [`Interval`]
+//! behind the hot one. The ticker takes the other, which guards the
+//! [`AgentLatency`] (cumulative [`SparseHistogram`]s and windows), swaps the
+//! interval out under the hot lock in a few instructions, and merges it
+//! with only its own lock held. So the ticker, which runs at the lowest
+//! priority, never keeps an agent waiting for the whole merge. No lock is
+//! shared between agents. Every sample is recorded once, on the hot path,
+//! and merged once per tick.
 
 use std::time::Duration;
 
@@ -19,16 +22,81 @@ use super::{SloStatus, WINDOWS};
 use crate::envelope::Envelope;
 use crate::envelope::Tick;
 
-/// Samples since the last tick.
+/// Samples since the last tick: what an agent and its askers record into,
+/// behind the agent's hot lock (`AgentCell::latency`). The tick swaps it
+/// for the empty one its [`AgentLatency`] keeps, so it rolls the samples
+/// without holding the lock the agent records under.
 #[derive(Debug, Default)]
-struct Interval {
+pub(crate) struct Interval {
     queue: CompactHistogram,
     service: CompactHistogram,
     sojourn: CompactHistogram,
     ask: CompactHistogram,
 }
 
-/// Latency state of one agent.
+impl Interval {
+    /// Records a batch taken at `taken` and finished at `done`.
+    pub fn record_batch(&mut self, batch: &[Envelope], taken: Tick, done: Tick) {
+        let n = batch.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let Interval {
+            queue,
+            service,
+            sojourn: interval,
+            ..
+        } = self;
+        service.record_nanos(done.nanos_since(taken) / n, n);
+        // Runs of messages with the same enqueue stamp (a `tell_batch`) or the
+        // same microsecond values are recorded with one `record_n` each.
+        let mut run: Option<(u64, u64)> = None;
+        let mut count = 0;
+        for env in batch {
+            let Some(enqueued) = env.enqueued_at else {
+                continue;
+            };
+            let us = (
+                taken.nanos_since(enqueued) / 1_000,
+                done.nanos_since(enqueued) / 1_000,
+            );
+            if run == Some(us) {
+                count += 1;
+                continue;
+            }
+            if let Some((q, j)) = run {
+                queue.record_n(q, count);
+                interval.record_n(j, count);
+            }
+            (run, count) = (Some(us), 1);
+        }
+        if let Some((q, j)) = run {
+            queue.record_n(q, count);
+            interval.record_n(j, count);
+        }
+    }
+
+    /// Records one ask round trip.
+    pub fn record_ask(&mut self, d: Duration) {
+        self.ask.record_nanos(d.as_nanos() as u64, 1);
+    }
+
+    /// Adds these samples into `into` (queue, service, sojourn, ask).
+    pub fn merge_into(&self, into: &mut [LatencyHistogram; 4]) {
+        let [queue, service, sojourn, ask] = into;
+        for (into, fresh) in [
+            (queue, &self.queue),
+            (service, &self.service),
+            (sojourn, &self.sojourn),
+            (ask, &self.ask),
+        ] {
+            fresh.merge_into(into);
+        }
+    }
+}
+
+/// Latency state of one agent, behind its own lock (`AgentCell::history`),
+/// which the tick and readers take; the agent itself never does.
 #[derive(Debug)]
 pub(crate) struct AgentLatency {
     /// Enqueued to taken out of the mailbox, up to the last tick.
@@ -61,47 +129,6 @@ impl AgentLatency {
         }
     }
 
-    /// Records a batch taken at `taken` and finished at `done`.
-    pub fn record_batch(&mut self, batch: &[Envelope], taken: Tick, done: Tick) {
-        let n = batch.len() as u64;
-        if n == 0 {
-            return;
-        }
-        let Interval {
-            queue,
-            service,
-            sojourn: interval,
-            ..
-        } = &mut self.interval;
-        service.record_nanos(done.nanos_since(taken) / n, n);
-        // Runs of messages with the same enqueue stamp (a `tell_batch`) or the
-        // same microsecond values are recorded with one `record_n` each.
-        let mut run: Option<(u64, u64)> = None;
-        let mut count = 0;
-        for env in batch {
-            let Some(enqueued) = env.enqueued_at else {
-                continue;
-            };
-            let us = (
-                taken.nanos_since(enqueued) / 1_000,
-                done.nanos_since(enqueued) / 1_000,
-            );
-            if run == Some(us) {
-                count += 1;
-                continue;
-            }
-            if let Some((q, j)) = run {
-                queue.record_n(q, count);
-                interval.record_n(j, count);
-            }
-            (run, count) = (Some(us), 1);
-        }
-        if let Some((q, j)) = run {
-            queue.record_n(q, count);
-            interval.record_n(j, count);
-        }
-    }
-
     /// Adds the cumulative queue, service, sojourn and ask histograms,
     /// including the samples since the last tick, into `into`.
     pub fn merge_into(&self, into: &mut [LatencyHistogram; 4]) {
@@ -116,11 +143,6 @@ impl AgentLatency {
             kept.merge_into(into);
             fresh.merge_into(into);
         }
-    }
-
-    /// Records one ask round trip.
-    pub fn record_ask(&mut self, d: Duration) {
-        self.interval.ask.record_nanos(d.as_nanos() as u64, 1);
     }
 
     /// Moves the interval into the windows at time `now` (seconds), with the
@@ -141,6 +163,24 @@ impl AgentLatency {
             w.add(now, &i.sojourn, dh, df);
         }
         (&i.sojourn, dh, df)
+    }
+
+    /// Takes the agent's live samples to roll (`tick`), leaving it this
+    /// state's empty interval to record into, with the chunks it kept.
+    pub fn take_interval(&mut self, live: &mut Interval) {
+        std::mem::swap(&mut self.interval, live);
+    }
+
+    /// Records a batch into the interval being rolled (tests).
+    #[cfg(test)]
+    pub fn record_batch(&mut self, batch: &[Envelope], taken: Tick, done: Tick) {
+        self.interval.record_batch(batch, taken, done);
+    }
+
+    /// Records an ask into the interval being rolled (tests).
+    #[cfg(test)]
+    pub fn record_ask(&mut self, d: Duration) {
+        self.interval.record_ask(d);
     }
 
     /// Clears the interval after `tick`'s result has been used.
