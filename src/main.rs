@@ -6,9 +6,11 @@ mod load_cmd;
 mod serve;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use switchyard_runtime::park;
 
 /// mimalloc instead of glibc's malloc: twice the tells to 10,000 agents and
 /// a third off each spawn on the development machine (decision 0019).
@@ -94,13 +96,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(cli.log_format, default_level);
     match cli.command {
         Command::Agent { command } => agent_cmd::run(command),
-        Command::Load(args) => tokio_runtime(0)?
+        Command::Load(args) => tokio_runtime(0, Duration::ZERO)?
             .block_on(async { tokio::spawn(load_cmd::run(*args)).await })
             .context("the load task panicked")?,
         Command::Serve(args) => {
             // The service sizes its runtime from its config, so it is read first.
             let config = serve::load(&args)?;
-            tokio_runtime(config.workers)?
+            tokio_runtime(config.workers, config.park_spin)?
                 .block_on(async { tokio::spawn(serve::run(config)).await })
                 .context("the service task panicked")?
         }
@@ -118,7 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // The workload runs on a worker thread, like any task that sends to
             // agents; block_on would make every message cross threads.
-            let report = tokio_runtime(0)?
+            let report = tokio_runtime(0, Duration::ZERO)?
                 .block_on(async { tokio::spawn(switchyard_examples::demo::run(opts)).await })
                 .context("the demo task panicked")?
                 .map_err(|e| anyhow::anyhow!(e))
@@ -133,9 +135,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A multi-thread Tokio runtime of `workers` threads (0: one per CPU).
-fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+/// A multi-thread Tokio runtime of `workers` threads (0: one per CPU) whose
+/// idle workers spin `park_spin` before they park.
+fn tokio_runtime(workers: usize, park_spin: Duration) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    park::spin_before_park(&mut builder, park_spin);
     if workers > 0 {
         builder.worker_threads(workers);
     }

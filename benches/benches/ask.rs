@@ -5,10 +5,12 @@
 //! 200,000 times in a row, each with a 16-byte static payload, awaiting each
 //! reply before the next ask (closed loop: one ask in flight). 10,000 asks
 //! before that warm the agent, the allocator and the caches and are not recorded.
-//! It runs twice: on 2 workers (the benches' default) and on 1 worker, the
-//! set-up actix always runs in. With two workers, Tokio moves the asker or the
-//! agent to the other worker every few hops (it limits how many times in a
-//! row a woken task may skip the run queue), and that sets the p99.
+//! It runs three times: on 2 workers (the benches' default), on 1 worker (the
+//! set-up actix always runs in), and on 2 workers whose idle worker spins
+//! 50 µs before it parks ([`switchyard_runtime::park`], opt-in). With two
+//! workers, Tokio unparks the idle worker every few hops (it limits how many
+//! times in a row a woken task may skip the run queue), and that sets the
+//! p99; the spin keeps that worker awake (decision 0022).
 //!
 //! **Timed section.** Per ask: `Instant::now()` before `rt.ask(..)` to the
 //! moment its reply is in hand (building the envelope, routing by name, the
@@ -24,8 +26,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard_benches::{Percentiles, WORKERS, run_in_task, tokio_runtime_with};
+use switchyard_benches::{Percentiles, WORKERS, run_in_task, tokio_runtime_spinning};
 use switchyard_examples::Echo;
+use switchyard_runtime::park::ASK_PARK_SPIN;
 use switchyard_runtime::{AgentConfig, Envelope, Runtime};
 
 /// The allocator the `switchyard` binary ships with (decision 0019).
@@ -45,11 +48,20 @@ const WARM_UP: usize = 10_000;
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
-    for workers in [WORKERS, 1] {
-        let (hist, total) = asks(workers);
+    for (workers, spin) in [
+        (WORKERS, Duration::ZERO),
+        (1, Duration::ZERO),
+        (WORKERS, ASK_PARK_SPIN),
+    ] {
+        let (hist, total) = asks(workers, spin);
         println!(
-            "\nask: {ASKS} sequential asks to one Echo agent ({workers} Tokio worker{}, producer in a task)",
-            if workers == 1 { "" } else { "s" }
+            "\nask: {ASKS} sequential asks to one Echo agent ({workers} Tokio worker{}{}, producer in a task)",
+            if workers == 1 { "" } else { "s" },
+            if spin.is_zero() {
+                String::new()
+            } else {
+                format!(", idle workers spin {} µs before parking", spin.as_micros())
+            }
         );
         Percentiles::print_header();
         hist.print_row("rt.ask(\"echo\", 16 B) round trip");
@@ -60,10 +72,10 @@ fn main() {
     }
 }
 
-/// The recorded round trips on a Tokio runtime of `workers` workers, and
-/// the time all of them took.
-fn asks(workers: usize) -> (Percentiles, Duration) {
-    run_in_task(&tokio_runtime_with(workers), async {
+/// The recorded round trips on a Tokio runtime of `workers` workers whose
+/// idle workers spin `spin` before they park, and the time all of them took.
+fn asks(workers: usize, spin: Duration) -> (Percentiles, Duration) {
+    run_in_task(&tokio_runtime_spinning(workers, spin), async {
         let rt = Runtime::new();
         rt.spawn("echo", AgentConfig::default(), || Echo)
             .expect("a valid, unique name");

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 pub use mimalloc::MiMalloc;
-use switchyard_runtime::{Agent, AgentError, Context, Envelope};
+use switchyard_runtime::{Agent, AgentError, Context, Envelope, park};
 use tokio::sync::Notify;
 
 /// Tokio worker threads for every bench: the bench machine has 2 cores.
@@ -46,7 +46,17 @@ pub fn tokio_runtime() -> tokio::runtime::Runtime {
 /// # Panics
 /// As [`tokio_runtime`].
 pub fn tokio_runtime_with(workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio_runtime_spinning(workers, Duration::ZERO)
+}
+
+/// As [`tokio_runtime_with`], with idle workers that spin `spin` before they
+/// park ([`park::spin_before_park`]; decision 0022).
+///
+/// # Panics
+/// As [`tokio_runtime`].
+pub fn tokio_runtime_spinning(workers: usize, spin: Duration) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    park::spin_before_park(&mut builder, spin)
         .worker_threads(workers)
         .enable_all()
         .build()

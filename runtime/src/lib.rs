@@ -40,6 +40,7 @@ mod deadline;
 mod envelope;
 mod error;
 mod mailbox;
+pub mod park;
 mod pool;
 mod registry;
 mod runtime;

@@ -31,7 +31,7 @@
 //!   low rates; with `--addr` the server's workers park as in production.
 //!
 //! Run: `cargo run --release -p switchyard-service --example service_load -- [--phase tells|asks|all]
-//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2] [--workers 2] [--max-in-flight 1024]`
+//! [--addr HOST:PORT --token T] [--tasks 4] [--concurrency 64] [--asks 300000] [--generators 4] [--rate N] [--secs 5] [--connections 2] [--workers 2] [--max-in-flight 1024] [--park-spin-us 0]`
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -83,6 +83,7 @@ struct Args {
     asks: u64,
     generators: usize,
     max_in_flight: usize,
+    park_spin: Duration,
 }
 
 fn args() -> Result<Args, String> {
@@ -99,6 +100,7 @@ fn args() -> Result<Args, String> {
         asks: 300_000,
         generators: 4,
         max_in_flight: 1024,
+        park_spin: Duration::ZERO,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +119,7 @@ fn args() -> Result<Args, String> {
             "--asks" => a.asks = num(&value)? as u64,
             "--generators" => a.generators = num(&value)? as usize,
             "--max-in-flight" => a.max_in_flight = (num(&value)? as usize).max(1),
+            "--park-spin-us" => a.park_spin = Duration::from_micros(num(&value)? as u64),
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; see the //! doc of service_load.rs"
@@ -150,7 +153,9 @@ fn summary(h: &Histogram<u64>) -> String {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
-    tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `runtime.park_spin_us` of `switchyard serve` (default 0).
+    switchyard_runtime::park::spin_before_park(&mut builder, a.park_spin)
         .worker_threads(a.workers.max(1))
         .enable_all()
         .build()?

@@ -224,6 +224,8 @@ impl Default for Shutdown {
 pub struct RuntimeSection {
     /// Tokio worker threads for connections and agents; 0 means one per CPU.
     pub workers: usize,
+    /// Microseconds an idle worker spins before it parks; 0: park at once.
+    pub park_spin_us: u64,
 }
 
 /// `[defaults]`: what every agent inherits.

@@ -104,6 +104,9 @@ pub struct ResolvedConfig {
     /// Tokio worker threads for `switchyard serve`'s runtime; 0: one per
     /// CPU. [`crate::Server`] itself runs on whatever runtime calls it.
     pub workers: usize,
+    /// How long an idle worker of that runtime spins before it parks
+    /// ([`switchyard_runtime::park`]).
+    pub park_spin: Duration,
     /// Defaults, for agents started later through the API.
     pub defaults: AgentDefaults,
     /// Agents to start at boot.
@@ -220,6 +223,13 @@ impl Config {
         )?;
         c.range("shutdown.grace_ms", self.shutdown.grace_ms, 0, 3_600_000)?;
         c.range("runtime.workers", self.runtime.workers, 0, MAX_WORKERS)?;
+        let max_spin = switchyard_runtime::park::MAX_PARK_SPIN.as_micros() as u64;
+        c.range(
+            "runtime.park_spin_us",
+            self.runtime.park_spin_us,
+            0,
+            max_spin,
+        )?;
         self.defaults_check(&c)?;
         let mut agents: Vec<AgentPlan> = Vec::with_capacity(self.agents.len());
         for (i, spec) in self.agents.iter().enumerate() {
@@ -240,6 +250,7 @@ impl Config {
             limits: self.limits.clone(),
             grace: Duration::from_millis(self.shutdown.grace_ms),
             workers: self.runtime.workers,
+            park_spin: Duration::from_micros(self.runtime.park_spin_us),
             defaults: self.defaults.clone(),
             agents,
             wasm_cache_dir: wasm_cache_dir(&c, self.wasm.cache_dir.as_deref())?,

@@ -193,3 +193,23 @@ fn runtime_workers_parse_and_bad_keys_are_named() {
         .to_string();
     assert!(e.contains("workers"), "{e}");
 }
+
+#[test]
+fn park_spin_is_off_by_default_and_bounded() {
+    let embedded = Config::embedded().unwrap().validate().unwrap();
+    assert_eq!(embedded.park_spin, std::time::Duration::ZERO);
+    let r = Config::parse("[runtime]\npark_spin_us = 50\n", "x")
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(r.park_spin, std::time::Duration::from_micros(50));
+    let e = Config::parse("[runtime]\npark_spin_us = 20000\n", "my.toml")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("my.toml") && e.contains("runtime.park_spin_us") && e.contains("0..=10000"),
+        "{e}"
+    );
+}
