@@ -412,12 +412,9 @@ pub(crate) fn with_latency<R>(
 mod tests {
     use crate::{AgentConfig, Envelope, Runtime, TelemetryConfig};
 
-    /// Ticks that swap an agent's samples out while it records lose none:
-    /// every handled message is in its histograms once, whatever the ticks
-    /// rolled and what they left in the live interval.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ticks_during_recording_keep_every_sample() {
-        const N: u64 = 20_000;
+    /// A runtime whose only ticks are the test's own `roll_windows`, with one
+    /// agent, "sink", that handles every message by doing nothing.
+    fn untimed_sink() -> Runtime {
         let telemetry = TelemetryConfig {
             tick: std::time::Duration::from_secs(3600),
             ..TelemetryConfig::default()
@@ -425,6 +422,16 @@ mod tests {
         let rt = Runtime::builder().telemetry(telemetry).build();
         rt.spawn("sink", AgentConfig::default(), || crate::agent::Quiet)
             .unwrap();
+        rt
+    }
+
+    /// Ticks that swap an agent's samples out while it records lose none:
+    /// every handled message is in its histograms once, whatever the ticks
+    /// rolled and what they left in the live interval.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ticks_during_recording_keep_every_sample() {
+        const N: u64 = 20_000;
+        let rt = untimed_sink();
         let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let ticker = {
             let (rt, ticking) = (rt.clone(), ticking.clone());
@@ -490,14 +497,7 @@ mod tests {
     /// follows its current depth.
     #[tokio::test]
     async fn a_tick_gives_back_a_drained_burst() {
-        // Only the test's own `roll_windows` ticks.
-        let telemetry = TelemetryConfig {
-            tick: std::time::Duration::from_secs(3600),
-            ..TelemetryConfig::default()
-        };
-        let rt = Runtime::builder().telemetry(telemetry).build();
-        rt.spawn("sink", AgentConfig::default(), || crate::agent::Quiet)
-            .unwrap();
+        let rt = untimed_sink();
         // On this single-threaded test runtime the agent cannot run until
         // the sender yields, so the whole burst queues up.
         for _ in 0..1_000 {
