@@ -89,8 +89,8 @@ pub(crate) struct AgentCell {
     pub record_latency: bool,
     /// Samples since the last tick, allocated at the first one; the agent
     /// and its askers record here (see `slo::recorder`).
-    pub latency: Mutex<Option<Box<Interval>>>,
-    /// Cumulative latency and SLO windows, allocated with `latency`; taken
+    pub interval: Mutex<Option<Box<Interval>>>,
+    /// Cumulative latency and SLO windows, allocated with `interval`; taken
     /// by the ticker and by readers, never by the agent.
     pub history: Mutex<Option<Box<AgentLatency>>>,
     /// This agent's own SLO targets, if it has any.
@@ -122,7 +122,7 @@ impl AgentCell {
             control: AtomicU8::new(Control::Run as u8),
             task: Mutex::new(Task::Ended),
             record_latency,
-            latency: Mutex::new(None),
+            interval: Mutex::new(None),
             history: Mutex::new(None),
             slo: config.slo.map(Box::new),
         }
@@ -184,6 +184,18 @@ impl AgentCell {
     /// False only for a lazy agent whose task has not started.
     pub(crate) fn started(&self) -> bool {
         !matches!(*self.task_slot(), Task::Lazy(_))
+    }
+
+    /// The live latency interval (see [`AgentCell::interval`]). Nothing
+    /// under these two locks panics half-way; a poisoned one is consistent.
+    pub(crate) fn lock_interval(&self) -> std::sync::MutexGuard<'_, Option<Box<Interval>>> {
+        self.interval.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cumulative latency state; take it before [`AgentCell::lock_interval`]
+    /// when both are needed, as the ticker does.
+    pub(crate) fn lock_history(&self) -> std::sync::MutexGuard<'_, Option<Box<AgentLatency>>> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn task_slot(&self) -> std::sync::MutexGuard<'_, Task> {

@@ -770,17 +770,12 @@ impl Runtime {
         for cell in route.cells() {
             // `history` first, as the ticker does: while it is held no tick
             // has samples taken out, so the two parts are all of them.
-            let history = cell.history.lock().unwrap_or_else(|p| p.into_inner());
+            let history = cell.lock_history();
             let Some(l) = history.as_ref() else { continue };
             let m = merged
                 .get_or_insert_with(|| std::array::from_fn(|_| crate::slo::report_histogram()));
             l.merge_into(m);
-            if let Some(live) = cell
-                .latency
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
+            if let Some(live) = cell.lock_interval().as_ref() {
                 live.merge_into(m);
             }
         }

@@ -224,16 +224,11 @@ impl<'a> Tick<'a> {
 
     fn agent(&mut self, cell: &AgentCell) {
         let now = self.now;
-        let mut guard = cell.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = cell.lock_history();
         let Some(l) = guard.as_mut() else { return };
         // The agent's lock only for the swap: the merge below runs on the
         // samples taken out, while the agent records into the spare.
-        if let Some(live) = cell
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        if let Some(live) = cell.lock_interval().as_mut() {
             l.take_interval(live);
         }
         let a = cell.counters.snapshot();
@@ -326,7 +321,7 @@ pub(crate) fn report(rt: &Runtime) -> SloReport {
     }
     let mut agents = Vec::new();
     for cell in inner.registry.ids.iter() {
-        let guard = cell.history.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = cell.lock_history();
         let Some(l) = guard.as_ref() else { continue };
         let targets = cell.slo.as_deref().copied().unwrap_or(inner.telemetry.slo);
         agents.extend(
@@ -386,7 +381,7 @@ pub(crate) fn with_latency<R>(
     cell: &Arc<crate::cell::AgentCell>,
     f: impl FnOnce(&mut crate::slo::Interval) -> R,
 ) -> R {
-    let mut guard = cell.latency.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = cell.lock_interval();
     let fresh = guard.is_none();
     let result = f(guard.get_or_insert_with(Box::default));
     drop(guard);
@@ -395,7 +390,7 @@ pub(crate) fn with_latency<R>(
     }
     // The rest only once per agent, after the lock is released: the ticker
     // takes `history` before `latency`.
-    let mut history = cell.history.lock().unwrap_or_else(|p| p.into_inner());
+    let mut history = cell.lock_history();
     history.get_or_insert_with(|| Box::new(crate::slo::AgentLatency::new()));
     drop(history);
     // Listed once its state exists (the ticker skips a cell without it),

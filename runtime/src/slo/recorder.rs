@@ -23,7 +23,7 @@ use crate::envelope::Envelope;
 use crate::envelope::Tick;
 
 /// Samples since the last tick: what an agent and its askers record into,
-/// behind the agent's hot lock (`AgentCell::latency`). The tick swaps it
+/// behind the agent's hot lock (`AgentCell::interval`). The tick swaps it
 /// for the empty one its [`AgentLatency`] keeps, so it rolls the samples
 /// without holding the lock the agent records under.
 #[derive(Debug, Default)]
@@ -129,19 +129,18 @@ impl AgentLatency {
         }
     }
 
-    /// Adds the cumulative queue, service, sojourn and ask histograms,
-    /// including the samples since the last tick, into `into`.
+    /// Adds the cumulative queue, service, sojourn and ask histograms into
+    /// `into`. The samples since the last tick are in the agent's live
+    /// [`Interval`]; the one kept here is empty except during a tick.
     pub fn merge_into(&self, into: &mut [LatencyHistogram; 4]) {
-        let i = &self.interval;
         let [queue, service, sojourn, ask] = into;
-        for (into, (kept, fresh)) in [
-            (queue, (&self.queue, &i.queue)),
-            (service, (&self.service, &i.service)),
-            (sojourn, (&self.sojourn, &i.sojourn)),
-            (ask, (&self.ask, &i.ask)),
+        for (into, kept) in [
+            (queue, &self.queue),
+            (service, &self.service),
+            (sojourn, &self.sojourn),
+            (ask, &self.ask),
         ] {
             kept.merge_into(into);
-            fresh.merge_into(into);
         }
     }
 
@@ -171,18 +170,6 @@ impl AgentLatency {
         std::mem::swap(&mut self.interval, live);
     }
 
-    /// Records a batch into the interval being rolled (tests).
-    #[cfg(test)]
-    pub fn record_batch(&mut self, batch: &[Envelope], taken: Tick, done: Tick) {
-        self.interval.record_batch(batch, taken, done);
-    }
-
-    /// Records an ask into the interval being rolled (tests).
-    #[cfg(test)]
-    pub fn record_ask(&mut self, d: Duration) {
-        self.interval.record_ask(d);
-    }
-
     /// Clears the interval after `tick`'s result has been used.
     pub fn reset_interval(&mut self) {
         let i = &mut self.interval;
@@ -207,11 +194,13 @@ impl AgentLatency {
             .sum()
     }
 
-    /// Percentiles of the cumulative histograms: queue, service, sojourn, ask.
+    /// Percentiles of the cumulative histograms and the interval kept here
+    /// (the tests record into it directly): queue, service, sojourn, ask.
     #[cfg(test)]
     pub fn percentiles(&self) -> [Percentiles; 4] {
         let mut all = std::array::from_fn(|_| super::histogram::agent_histogram());
         self.merge_into(&mut all);
+        self.interval.merge_into(&mut all);
         all.map(|h| Percentiles::of(&h))
     }
 }
@@ -228,7 +217,7 @@ mod tests {
         for (e, at) in batch.iter_mut().zip([0, 0, 0, 500_000, 500_000]) {
             e.enqueued_at = Some(Tick::from_nanos(at));
         }
-        l.record_batch(
+        l.interval.record_batch(
             &batch,
             Tick::from_nanos(1_000_000),
             Tick::from_nanos(2_000_000),
@@ -244,11 +233,11 @@ mod tests {
     #[test]
     fn asks_count_before_and_after_the_tick_that_moves_them() {
         let mut l = AgentLatency::new();
-        l.record_ask(Duration::from_micros(40));
+        l.interval.record_ask(Duration::from_micros(40));
         assert_eq!(l.percentiles()[3].count, 1, "the interval is read too");
         l.tick(0, 0, 0);
         l.reset_interval();
-        l.record_ask(Duration::from_micros(900));
+        l.interval.record_ask(Duration::from_micros(900));
         let ask = &l.percentiles()[3];
         assert_eq!(ask.count, 2, "the tick kept the first ask");
         assert!((890..=910).contains(&ask.max), "{ask:?}");
@@ -262,7 +251,8 @@ mod tests {
         let mut l = AgentLatency::new();
         let mut one = [Envelope::tell("x")];
         one[0].enqueued_at = Some(Tick::from_nanos(0));
-        l.record_batch(&one, Tick::from_nanos(20_000), Tick::from_nanos(30_000));
+        l.interval
+            .record_batch(&one, Tick::from_nanos(20_000), Tick::from_nanos(30_000));
         l.tick(0, 1, 0);
         l.reset_interval();
         let bytes = l.heap_bytes();
@@ -277,7 +267,8 @@ mod tests {
                 e.enqueued_at = Some(Tick::from_nanos(base + i as u64 * 14_000));
             }
             let taken = Tick::from_nanos(base + 900_000);
-            l.record_batch(&batch, taken, Tick::from_nanos(base + 905_000));
+            l.interval
+                .record_batch(&batch, taken, Tick::from_nanos(base + 905_000));
             l.tick(now, (now + 1) * 64, 0);
             l.reset_interval();
         }
@@ -293,7 +284,7 @@ mod tests {
         for e in &mut batch {
             e.enqueued_at = Some(Tick::from_nanos(1_000_000));
         }
-        l.record_batch(
+        l.interval.record_batch(
             &batch,
             Tick::from_nanos(1_100_000),
             Tick::from_nanos(2_100_000),
