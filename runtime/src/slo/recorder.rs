@@ -83,15 +83,14 @@ impl Interval {
 
     /// Adds these samples into `into` (queue, service, sojourn, ask).
     pub fn merge_into(&self, into: &mut [LatencyHistogram; 4]) {
-        let [queue, service, sojourn, ask] = into;
-        for (into, fresh) in [
-            (queue, &self.queue),
-            (service, &self.service),
-            (sojourn, &self.sojourn),
-            (ask, &self.ask),
-        ] {
-            fresh.merge_into(into);
-        }
+        merge_each([&self.queue, &self.service, &self.sojourn, &self.ask], into);
+    }
+}
+
+/// Adds queue, service, sojourn and ask histograms into `into`, in order.
+fn merge_each(from: [&impl Buckets; 4], into: &mut [LatencyHistogram; 4]) {
+    for (h, into) in from.into_iter().zip(into) {
+        h.merge_into(into);
     }
 }
 
@@ -133,15 +132,7 @@ impl AgentLatency {
     /// `into`. The samples since the last tick are in the agent's live
     /// [`Interval`]; the one kept here is empty except during a tick.
     pub fn merge_into(&self, into: &mut [LatencyHistogram; 4]) {
-        let [queue, service, sojourn, ask] = into;
-        for (into, kept) in [
-            (queue, &self.queue),
-            (service, &self.service),
-            (sojourn, &self.sojourn),
-            (ask, &self.ask),
-        ] {
-            kept.merge_into(into);
-        }
+        merge_each([&self.queue, &self.service, &self.sojourn, &self.ask], into);
     }
 
     /// Moves the interval into the windows at time `now` (seconds), with the
