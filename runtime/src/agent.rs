@@ -9,13 +9,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::address::AgentId;
 use crate::cell::AgentCell;
 use crate::envelope::{Envelope, MessageId, ReplyTo};
 use crate::error::{AgentError, AskError, ReplyError, SendError};
+use crate::payload::Payload;
 use crate::runtime::{PublishReport, Runtime};
 
 /// A native agent.
@@ -209,7 +209,7 @@ impl Context {
     pub fn reply(
         &mut self,
         request: &Envelope,
-        payload: impl Into<Bytes>,
+        payload: impl Into<Payload>,
     ) -> Result<(), ReplyError> {
         let id = request.id();
         let pos = self

@@ -14,11 +14,11 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::address::AgentId;
+use crate::payload::Payload;
 
 /// Unique (per process) id of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,7 +163,7 @@ pub struct Envelope {
     pub(crate) deadline: Option<Stamp>,
     key: u64,
     headers: Option<Box<Headers>>,
-    payload: Bytes,
+    payload: Payload,
     pub(crate) reply: Option<ReplyTo>,
     /// When the message entered its mailbox (set only while latency is recorded).
     pub(crate) enqueued_at: Option<Tick>,
@@ -241,7 +241,7 @@ impl Stamp {
 }
 
 impl Envelope {
-    fn with_kind(kind: Kind, payload: Bytes) -> Envelope {
+    fn with_kind(kind: Kind, payload: Payload) -> Envelope {
         Envelope {
             id: MessageId::next(),
             from: None,
@@ -261,17 +261,17 @@ impl Envelope {
     }
 
     /// A fire-and-forget message.
-    pub fn tell(payload: impl Into<Bytes>) -> Envelope {
+    pub fn tell(payload: impl Into<Payload>) -> Envelope {
         Envelope::with_kind(Kind::Tell, payload.into())
     }
 
     /// A request; the runtime attaches the reply path when it is sent with `ask`.
-    pub fn ask(payload: impl Into<Bytes>) -> Envelope {
+    pub fn ask(payload: impl Into<Payload>) -> Envelope {
         Envelope::with_kind(Kind::Ask, payload.into())
     }
 
     /// A reply to `request`, carrying its id as correlation and its conversation.
-    pub fn reply_to(request: &Envelope, payload: impl Into<Bytes>) -> Envelope {
+    pub fn reply_to(request: &Envelope, payload: impl Into<Payload>) -> Envelope {
         let mut reply = Envelope::with_kind(Kind::Reply, payload.into());
         reply.correlation = Some(request.id);
         reply.conversation = request.conversation;
@@ -281,7 +281,7 @@ impl Envelope {
     }
 
     /// A message for every subscriber of a topic.
-    pub fn publish(payload: impl Into<Bytes>) -> Envelope {
+    pub fn publish(payload: impl Into<Payload>) -> Envelope {
         Envelope::with_kind(Kind::Publish, payload.into())
     }
 
@@ -415,13 +415,13 @@ impl Envelope {
         self.headers.as_deref().into_iter().flat_map(Headers::iter)
     }
 
-    /// The payload; cloning it shares the buffer.
-    pub fn payload(&self) -> &Bytes {
+    /// The payload; cloning it copies an inline one and shares a buffer.
+    pub fn payload(&self) -> &Payload {
         &self.payload
     }
 
     /// Takes the payload out, leaving an empty one.
-    pub fn take_payload(&mut self) -> Bytes {
+    pub fn take_payload(&mut self) -> Payload {
         std::mem::take(&mut self.payload)
     }
 

@@ -41,6 +41,7 @@ mod envelope;
 mod error;
 mod mailbox;
 pub mod park;
+mod payload;
 mod pool;
 mod registry;
 mod runtime;
@@ -59,6 +60,7 @@ pub use deadletter::{DeadLetter, DeadLetterReason, DeadLetterSummary, DeadLetter
 pub use envelope::{Envelope, Headers, Kind, MAX_HEADERS, MessageId, Performative, fnv1a};
 pub use error::{AgentError, AskError, NameError, ReplyError, SendError, SpawnError};
 pub use mailbox::{MAX_CAPACITY, Overflow};
+pub use payload::{INLINE_CAPACITY, Payload};
 pub use pool::{MAX_POOL_SIZE, Strategy, jump_hash};
 pub use runtime::{
     Addr, AgentInfo, AgentLatencyInfo, DEFAULT_DEAD_LETTER_CAPACITY, PublishReport, Runtime,

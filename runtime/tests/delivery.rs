@@ -18,7 +18,7 @@ struct Recorder {
 
 impl Agent for Recorder {
     async fn handle(&mut self, ctx: &mut Context, msg: &Envelope) -> Result<(), AgentError> {
-        self.seen.lock().unwrap().push(msg.payload().clone());
+        self.seen.lock().unwrap().push(msg.payload().to_bytes());
         if msg.kind() == Kind::Ask {
             let _ = ctx.reply(msg, msg.payload().clone());
         }

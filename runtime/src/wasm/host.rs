@@ -9,11 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-
 use crate::address::AgentId;
 use crate::envelope::Envelope;
 use crate::error::SendError as RtSendError;
+use crate::payload::Payload;
 use crate::runtime::Runtime;
 use crate::wasm::bindings::switchyard::agent::{host, types};
 use crate::wasm::kv::AgentKv;
@@ -62,7 +61,7 @@ pub(crate) struct CallState {
     /// Ids of the asks in the call, with their index in the batch.
     pub(crate) asks: Vec<(u64, u32)>,
     /// Replies: batch index and payload.
-    pub(crate) replies: Vec<(u32, Bytes)>,
+    pub(crate) replies: Vec<(u32, Payload)>,
     pub(crate) publishes: Vec<(String, Envelope)>,
     pub(crate) out_asks: Vec<(String, Envelope, Duration)>,
     /// Batch index the guest reported last (`host.progress`).
@@ -159,7 +158,7 @@ impl host::Host for HostState {
         if self.call.replies.iter().any(|(i, _)| *i == index) {
             return Err(ReplyError::Duplicate);
         }
-        self.call.replies.push((index, Bytes::from(payload)));
+        self.call.replies.push((index, Payload::from(payload)));
         Ok(())
     }
 
