@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use switchyard_client::wire::{ErrorCode, Message};
-use switchyard_runtime::{AskError, Envelope, MAX_HEADERS, Performative, SendError};
+use switchyard_runtime::{AskError, Envelope, MAX_HEADERS, Payload, Performative, SendError};
 
 /// Builds an envelope (tell or ask) from a wire message. TTLs count from now.
 pub fn to_envelope(m: Message, ask: bool) -> Envelope {
@@ -16,6 +16,9 @@ pub fn to_envelope(m: Message, ask: bool) -> Envelope {
         performative,
         headers,
     } = m;
+    // Small payloads travel inline: the decoder's buffer is freed here, on
+    // the connection's core, not by the agent (decision 0023).
+    let payload = Payload::compact(payload);
     let mut env = if ask {
         Envelope::ask(payload)
     } else {
@@ -42,7 +45,7 @@ pub fn to_envelope(m: Message, ask: bool) -> Envelope {
 /// The wire form of a reply.
 pub fn from_envelope(env: &Envelope) -> Message {
     Message {
-        payload: env.payload().clone(),
+        payload: env.payload().to_bytes(),
         key: env.key(),
         conversation: env.conversation(),
         ttl_ms: None,

@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use switchyard_runtime::{AskError, Envelope, SendError};
+use switchyard_runtime::{AskError, Envelope, Payload, SendError};
 
 use crate::server::Shared;
 
@@ -198,6 +198,8 @@ struct SendParams {
 }
 
 fn envelope(payload: Bytes, p: &SendParams, ask: bool) -> Envelope {
+    // A small body travels inline, not as a view of the connection's buffer.
+    let payload = Payload::compact(payload);
     let mut env = if ask {
         Envelope::ask(payload)
     } else {
@@ -269,7 +271,7 @@ async fn ask(
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     Ok((
         [(header::CONTENT_TYPE, content_type)],
-        reply.payload().clone(),
+        reply.payload().to_bytes(),
     )
         .into_response())
 }
