@@ -20,8 +20,10 @@
 //! **APIs**, each framework's idiomatic one: Switchyard `rt.tell(name, ..)`
 //! (also `Addr::tell` after `resolve`) and `rt.ask`; actix `do_send` / `send`;
 //! ractor `cast` / `call!`; kameo `tell(..).await` / `ask(..).await`.
-//! Switchyard payloads are `Bytes` holding the `u64` (one 8-byte allocation
-//! per message, as a real byte payload would be); the others move a `u64`.
+//! Switchyard payloads are the `u64`'s bytes copied into a [`Payload`], which
+//! keeps up to 23 bytes inline, so no message allocates (before session 14
+//! they were a `Bytes`, one allocation per message that the agent's core
+//! freed); the others move a `u64`.
 //!
 //! **Mailboxes.** Switchyard and kameo: bounded, 1,024, the sender waits when
 //! full. ractor: unbounded. actix: `do_send` ignores the bound. So ractor and
@@ -53,8 +55,8 @@ mod switchyard_peer;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use switchyard_benches::{CountingAlloc, Percentiles, WORKERS};
+use switchyard_runtime::Payload;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -83,8 +85,8 @@ pub struct Spawned {
 }
 
 /// The payload of Switchyard's `i`-th ask: the `u64` as bytes, like the others' `u64`.
-pub fn ask_payload(i: usize) -> Bytes {
-    Bytes::copy_from_slice(&(i as u64).to_le_bytes())
+pub fn ask_payload(i: usize) -> Payload {
+    Payload::copy_from_slice(&(i as u64).to_le_bytes())
 }
 
 /// One framework's column.

@@ -8,6 +8,9 @@
 //!   cloning a static `Bytes` touches no reference count.
 //! - `by_name/shared`: the payload is one heap `Bytes` cloned per message (an
 //!   atomic increment on send, a decrement when the agent drops it).
+//! - `by_name/inline`: each message's 16 bytes copied into a [`Payload`],
+//!   which keeps them inline (no allocation); what a sender of fresh small
+//!   data pays.
 //! - `resolved/static`: `rt.resolve(name)` once outside the timed section, then
 //!   `addr.tell(..)` (skips the registry lookup).
 //! - `batch64/static`: `rt.tell_batch(name, vec_of_64)` rotating over 100
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_benches::{Done, Sink, names, run_in_task, tokio_runtime};
-use switchyard_runtime::{Addr, AgentConfig, Envelope, Runtime};
+use switchyard_runtime::{Addr, AgentConfig, Envelope, Payload, Runtime};
 
 /// The allocator the `switchyard` binary ships with (decision 0019).
 #[global_allocator]
@@ -156,6 +159,19 @@ fn tell(c: &mut Criterion) {
                     let len = names.len();
                     for i in 0..iters as usize {
                         let env = Envelope::tell(payload.clone());
+                        rt.tell(&names[(start + i) % len], env)
+                            .await
+                            .expect("sink agents stay up");
+                    }
+                })
+            });
+        });
+        group.bench_function(BenchmarkId::new("by_name/inline", n), |b| {
+            b.iter_custom(|iters| {
+                fx.round(iters, 1, |rt, names, _, iters, start| async move {
+                    let len = names.len();
+                    for i in 0..iters as usize {
+                        let env = Envelope::tell(Payload::copy_from_slice(PAYLOAD));
                         rt.tell(&names[(start + i) % len], env)
                             .await
                             .expect("sink agents stay up");

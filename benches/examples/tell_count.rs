@@ -10,8 +10,11 @@
 //! ```
 //! Run it with `0` messages too and subtract, to get instructions per message.
 //!
-//! Arguments: `AGENTS MESSAGES [BATCH [WORKERS]]` (defaults 100, 200,000, 1
-//! and the benches' 2 workers). It prints the send-to-handled rate on
+//! Arguments: `AGENTS MESSAGES [BATCH [WORKERS [PAYLOAD]]]` (defaults 100,
+//! 200,000, 1, the benches' 2 workers and `static`). `PAYLOAD` is how each
+//! message's 16 bytes are carried: `static` (`Bytes::from_static`), `inline`
+//! (copied into a [`Payload`], no allocation) or `heap` (a fresh `Bytes`, one
+//! allocation that the agent frees). It prints the send-to-handled rate on
 //! stderr, with the share of that time the producer took to send everything
 //! (near 100 %: the producer is the bottleneck, not the agents). For A/B
 //! runs on a noisy machine, one worker on one CPU:
@@ -19,11 +22,14 @@
 
 use bytes::Bytes;
 use switchyard_benches::{Done, Sink, WORKERS, names, run_in_task, tokio_runtime_with};
-use switchyard_runtime::{AgentConfig, Envelope, Runtime};
+use switchyard_runtime::{AgentConfig, Envelope, Payload, Runtime};
 
 /// The allocator the `switchyard` binary ships with (decision 0019).
 #[global_allocator]
 static ALLOC: switchyard_benches::MiMalloc = switchyard_benches::MiMalloc;
+
+/// Every message's 16 bytes.
+const PAYLOAD: &[u8; 16] = b"switchyard-bench";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -33,6 +39,12 @@ fn main() {
     // One worker pinned with `taskset` gives a CPU cost per message that
     // does not depend on how two workers happen to share the agents.
     let workers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(WORKERS);
+    let payload: fn() -> Payload = match args.next().as_deref() {
+        None | Some("static") => || Bytes::from_static(PAYLOAD).into(),
+        Some("inline") => || Payload::copy_from_slice(PAYLOAD),
+        Some("heap") => || Bytes::copy_from_slice(PAYLOAD).into(),
+        Some(other) => panic!("PAYLOAD {other:?}: expected static, inline or heap"),
+    };
     let tokio = tokio_runtime_with(workers);
     let done = Done::new();
     let names = names("sink", agents);
@@ -51,18 +63,13 @@ fn main() {
             let name = &names[i % agents];
             i += 1;
             if batch <= 1 {
-                rt.tell(
-                    name,
-                    Envelope::tell(Bytes::from_static(b"switchyard-bench")),
-                )
-                .await
-                .expect("sinks stay up");
+                rt.tell(name, Envelope::tell(payload()))
+                    .await
+                    .expect("sinks stay up");
                 sent += 1;
             } else {
                 let k = batch.min((n - sent) as usize);
-                let msgs = (0..k)
-                    .map(|_| Envelope::tell(Bytes::from_static(b"switchyard-bench")))
-                    .collect();
+                let msgs = (0..k).map(|_| Envelope::tell(payload())).collect();
                 rt.tell_batch(name, msgs).await.expect("sinks stay up");
                 sent += k as u64;
             }

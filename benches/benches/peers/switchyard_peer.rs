@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use switchyard_benches::{
     CountingAlloc, Done, Percentiles, Tally, names, run_in_task, settle, tokio_runtime,
     tokio_runtime_with,
 };
 use switchyard_examples::Echo;
-use switchyard_runtime::{Agent, AgentConfig, AgentError, Context, Envelope, Runtime};
+use switchyard_runtime::{Agent, AgentConfig, AgentError, Context, Envelope, Payload, Runtime};
 
 use crate::{ASK_WARM_UP, ASKS, MESSAGES, ROUNDS, SPAWNS, Spawned, ask_payload};
 
@@ -57,7 +56,7 @@ pub fn throughput(n: usize, addressing: Addressing) -> Vec<Duration> {
             let target = done.expect(MESSAGES);
             let t = Instant::now();
             for i in 0..MESSAGES {
-                let env = Envelope::tell(Bytes::copy_from_slice(&i.to_le_bytes()));
+                let env = Envelope::tell(Payload::copy_from_slice(&i.to_le_bytes()));
                 let k = (i % n as u64) as usize;
                 let sent = match addressing {
                     Addressing::ByName => rt.tell(&names[k], env).await,
