@@ -113,6 +113,25 @@ impl Fixture {
         })
     }
 
+    /// One timed round of `iters` tells by name, round robin over the agents,
+    /// each message's payload made by `payload` inside the timed section.
+    fn by_name<P>(&mut self, iters: u64, payload: P) -> Duration
+    where
+        P: Fn() -> Payload + Clone + Send + 'static,
+    {
+        self.round(iters, 1, move |rt, names, _, iters, start| {
+            let payload = payload.clone();
+            async move {
+                let len = names.len();
+                for i in 0..iters as usize {
+                    rt.tell(&names[(start + i) % len], Envelope::tell(payload()))
+                        .await
+                        .expect("sink agents stay up");
+                }
+            }
+        })
+    }
+
     fn shutdown(self) {
         let rt = self.rt.clone();
         let report = run_in_task(&self.tokio, async move {
@@ -140,44 +159,16 @@ fn tell(c: &mut Criterion) {
         let mut fx = Fixture::new(n);
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new("by_name/static", n), |b| {
-            b.iter_custom(|iters| {
-                fx.round(iters, 1, |rt, names, _, iters, start| async move {
-                    let len = names.len();
-                    for i in 0..iters as usize {
-                        let env = Envelope::tell(Bytes::from_static(PAYLOAD));
-                        rt.tell(&names[(start + i) % len], env)
-                            .await
-                            .expect("sink agents stay up");
-                    }
-                })
-            });
+            b.iter_custom(|iters| fx.by_name(iters, || Bytes::from_static(PAYLOAD).into()));
         });
         group.bench_function(BenchmarkId::new("by_name/shared", n), |b| {
             b.iter_custom(|iters| {
-                fx.round(iters, 1, |rt, names, _, iters, start| async move {
-                    let payload = Bytes::copy_from_slice(PAYLOAD);
-                    let len = names.len();
-                    for i in 0..iters as usize {
-                        let env = Envelope::tell(payload.clone());
-                        rt.tell(&names[(start + i) % len], env)
-                            .await
-                            .expect("sink agents stay up");
-                    }
-                })
+                let payload = Bytes::copy_from_slice(PAYLOAD);
+                fx.by_name(iters, move || payload.clone().into())
             });
         });
         group.bench_function(BenchmarkId::new("by_name/inline", n), |b| {
-            b.iter_custom(|iters| {
-                fx.round(iters, 1, |rt, names, _, iters, start| async move {
-                    let len = names.len();
-                    for i in 0..iters as usize {
-                        let env = Envelope::tell(Payload::copy_from_slice(PAYLOAD));
-                        rt.tell(&names[(start + i) % len], env)
-                            .await
-                            .expect("sink agents stay up");
-                    }
-                })
-            });
+            b.iter_custom(|iters| fx.by_name(iters, || Payload::copy_from_slice(PAYLOAD)));
         });
         group.bench_function(BenchmarkId::new("resolved/static", n), |b| {
             b.iter_custom(|iters| {
