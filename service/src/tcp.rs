@@ -7,14 +7,16 @@
 //!   socket ─► reader task ── tells: rt.tell_batch (waits on full `block` mailboxes)
 //!                │         ── asks: take an in-flight permit (max_in_flight),
 //!                │                   start rt.ask (polled once: the message is
-//!                │                   sent), hand the pending ask to the writer ─┐
-//!                └── errors, pongs, TellFailed ──────────────────────────────────┤
-//!                                                                                ▼
-//!                                  outbound queue (outbound_queue entries)
-//!                                                                                ▼
-//!                     writer task: drives the pending asks (a reply wakes it),
-//!                     drains finished asks and queued responses into one frame,
-//!                     writes, each write bounded by write_timeout ─► socket
+//!                │                   sent), put the pending ask on the hand-off
+//!                │                   list, waking no one ─────────────────────┐
+//!                └── errors, pongs, TellFailed ─► outbound queue              │
+//!                                                 (outbound_queue entries)    │
+//!                                                                ▼            ▼
+//!                     writer task: woken by a queued item or by an agent's
+//!                     reply (decision 0025), takes the handed-over asks and
+//!                     drives them, drains finished asks and queued responses
+//!                     into one frame, writes, each write bounded by
+//!                     write_timeout ─► socket
 //! ```
 //!
 //! - **Ownership.** The reader owns the read half and the protocol state; the

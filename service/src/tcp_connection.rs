@@ -3,12 +3,14 @@
 //! The contract (ownership, bounds, shutdown) is in [`crate::tcp`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use switchyard_client::codec::{CodecError, FrameCodec, RawCodec};
 use switchyard_client::wire::{
@@ -39,20 +41,96 @@ const TELL_CHUNK: usize = 256;
 /// After a fatal error, how long input is discarded while the client reads the error.
 const LINGER_AFTER_ERROR: Duration = Duration::from_millis(500);
 
+type Ask = BoxFuture<'static, Response>;
+
 /// What the writer sends.
 enum Out {
     Response(Response),
-    /// An ask for the writer to drive; it resolves to its response.
-    Ask(BoxFuture<'static, Response>),
     Frame(ServerFrame),
     /// Written, then the connection closes.
     Fatal(ServerFrame),
+}
+
+/// Asks the reader started, on their way to the writer, which drives them
+/// to their replies (decision 0025).
+///
+/// Handing an ask over does not wake the writer: the reader polls each ask
+/// once with this hand-off as its waker, so the agent's reply is what wakes
+/// the writer, which then takes the asks. A wake through the queue instead
+/// ran the writer once per frame for nothing, and pushed the woken agent out
+/// of its worker's next-task slot, which woke the other worker to steal it.
+struct Handoff {
+    asks: Mutex<Vec<Ask>>,
+    writer: AtomicWaker,
+    /// Wakes so far, so the reader can tell a reply that came before its
+    /// ask was in `asks` (that wake found nothing to take).
+    wakes: AtomicU64,
+}
+
+impl Handoff {
+    fn new() -> Arc<Handoff> {
+        Arc::new(Handoff {
+            asks: Mutex::new(Vec::new()),
+            writer: AtomicWaker::new(),
+            wakes: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts `ask` and hands it to the writer, or returns its response if
+    /// it finished at once.
+    fn start(self: &Arc<Self>, mut ask: Ask) -> Option<Response> {
+        let before = self.wakes.load(Ordering::SeqCst);
+        let waker = Waker::from(self.clone());
+        if let Poll::Ready(response) = ask.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return Some(response);
+        }
+        self.lock().push(ask);
+        if self.wakes.load(Ordering::SeqCst) != before {
+            // The reply came before the ask was in the list: wake again.
+            self.wake_by_ref();
+        }
+        None
+    }
+
+    /// Moves the handed-over asks into `asks`.
+    fn take_into(&self, asks: &mut FuturesUnordered<Ask>) {
+        let mut list = self.lock();
+        if !list.is_empty() {
+            asks.extend(list.drain(..));
+        }
+    }
+
+    /// Ready when asks wait to be taken; registers the writer's waker first.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.writer.register(cx.waker());
+        if self.lock().is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Ask>> {
+        self.asks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Wake for Handoff {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.writer.wake();
+    }
 }
 
 struct Conn {
     shared: Arc<Shared>,
     peer: SocketAddr,
     tx: mpsc::Sender<Out>,
+    handoff: Arc<Handoff>,
     /// Cancelled by the writer when the connection is dead (write stalled or failed).
     dead: CancellationToken,
     in_flight: Arc<Semaphore>,
@@ -65,11 +143,13 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::channel(limits.outbound_queue);
     let dead = CancellationToken::new();
+    let handoff = Handoff::new();
     let writer = FramedWrite::new(w, Codec::new(limits.max_frame_bytes));
     let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let writer = tokio::spawn(write_loop(
         writer,
         rx,
+        handoff.clone(),
         write_timeout,
         dead.clone(),
         shared.clone(),
@@ -80,11 +160,15 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         shared,
         peer,
         tx,
+        handoff: handoff.clone(),
         dead,
     };
     let fatal = conn.run(&mut reader).await;
     drop(conn);
     let _ = writer.await;
+    // Asks handed over after the writer stopped: the reply slot of each holds
+    // the hand-off as its waker, so they must be dropped here, not leak.
+    handoff.lock().clear();
     if fatal {
         // Let the client read the error frame: a close with unread input would send a reset.
         let mut rest = reader.into_inner();
@@ -333,12 +417,9 @@ impl Conn {
             drop(permit);
             response
         };
-        // Polled once here, so the message is on its way to the agent before
-        // the writer wakes; the writer polls it again with its own waker.
-        let mut ask = ask.boxed();
-        match (&mut ask).now_or_never() {
+        match self.handoff.start(ask.boxed()) {
             Some(response) => self.send(Out::Response(response)).await,
-            None => self.send(Out::Ask(ask)).await,
+            None => true,
         }
     }
 
@@ -373,8 +454,10 @@ impl Conn {
 /// A finished ask or a queued item, whichever is ready now; never waits.
 fn ready(
     rx: &mut mpsc::Receiver<Out>,
-    asks: &mut FuturesUnordered<BoxFuture<'static, Response>>,
+    handoff: &Handoff,
+    asks: &mut FuturesUnordered<Ask>,
 ) -> Option<Out> {
+    handoff.take_into(asks);
     // Polling with a no-op waker is fine here: the writer's next wait polls
     // `asks` again with its own waker before it sleeps.
     if let Some(Some(r)) = asks.next().now_or_never() {
@@ -386,6 +469,7 @@ fn ready(
 async fn write_loop(
     mut w: FramedWrite<OwnedWriteHalf, Codec>,
     mut rx: mpsc::Receiver<Out>,
+    handoff: Arc<Handoff>,
     write_timeout: Duration,
     dead: CancellationToken,
     shared: Arc<Shared>,
@@ -393,19 +477,22 @@ async fn write_loop(
     let mut responses: Vec<Response> = Vec::with_capacity(64);
     let mut frames: Vec<ServerFrame> = Vec::with_capacity(4);
     // The connection's asks in progress (at most `max_in_flight`: each holds a permit).
-    let mut asks: FuturesUnordered<BoxFuture<'static, Response>> = FuturesUnordered::new();
+    let mut asks: FuturesUnordered<Ask> = FuturesUnordered::new();
     let mut open = true;
     'outer: loop {
+        handoff.take_into(&mut asks);
         let first = tokio::select! {
             Some(r) = asks.next(), if !asks.is_empty() => Out::Response(r),
             out = rx.recv(), if open => match out {
                 Some(out) => out,
                 None => {
-                    // The reader is done; finish the asks it started.
+                    // The reader is done; finish the asks it started (all
+                    // handed over before it dropped its sender).
                     open = false;
                     continue;
                 }
             },
+            () = std::future::poll_fn(|cx| handoff.poll_ready(cx)), if open => continue,
             else => break,
         };
         let mut fatal = false;
@@ -413,7 +500,6 @@ async fn write_loop(
         let mut next = Some(first);
         while let Some(out) = next.take() {
             match out {
-                Out::Ask(ask) => asks.push(ask),
                 Out::Response(r) => responses.push(r),
                 Out::Frame(f) | Out::Fatal(f) if responses.is_empty() => {
                     fatal = matches!(f, ServerFrame::Error { .. });
@@ -428,13 +514,13 @@ async fn write_loop(
             if fatal || responses.len() >= MAX_RESPONSES_PER_FRAME {
                 break;
             }
-            next = ready(&mut rx, &mut asks);
+            next = ready(&mut rx, &handoff, &mut asks);
             if next.is_none() && !yielded && !(responses.is_empty() && frames.is_empty()) {
                 // Let agents that are already runnable answer, so their
                 // replies share this write instead of one syscall each.
                 yielded = true;
                 tokio::task::yield_now().await;
-                next = ready(&mut rx, &mut asks);
+                next = ready(&mut rx, &handoff, &mut asks);
             }
         }
         if !responses.is_empty() {
@@ -470,4 +556,97 @@ async fn write_loop(
     dead.cancel();
     drop(rx);
     let _ = tokio::time::timeout(write_timeout, w.get_mut().shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Counts its wakes; stands for the writer task.
+    #[derive(Default)]
+    struct Writer(AtomicUsize);
+
+    impl Wake for Writer {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn reply() -> Response {
+        Response::AskFailed {
+            id: 1,
+            code: ErrorCode::NoReply,
+            message: String::new(),
+        }
+    }
+
+    /// The interleaving the wake counter exists for: the reply comes while
+    /// the reader is still polling, the writer runs at once and finds no ask,
+    /// and only then is the ask handed over. The writer must be woken again.
+    #[test]
+    fn a_reply_before_the_hand_off_wakes_the_writer_again() {
+        let handoff = Handoff::new();
+        let writer = Arc::new(Writer::default());
+        let writer_waker = Waker::from(writer.clone());
+        let mut writer_cx = Context::from_waker(&writer_waker);
+        assert!(handoff.poll_ready(&mut writer_cx).is_pending());
+
+        let (h, w) = (handoff.clone(), writer_waker.clone());
+        let mut polled = false;
+        let ask = std::future::poll_fn(move |cx| {
+            if polled {
+                return Poll::Ready(reply());
+            }
+            polled = true;
+            cx.waker().wake_by_ref(); // the agent replies at once
+            // The woken writer runs before the hand-off and finds nothing.
+            assert!(h.poll_ready(&mut Context::from_waker(&w)).is_pending());
+            Poll::Pending
+        });
+        assert!(handoff.start(ask.boxed()).is_none());
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            2,
+            "woken by the reply, then again"
+        );
+        assert!(handoff.poll_ready(&mut writer_cx).is_ready());
+        let mut asks = FuturesUnordered::new();
+        handoff.take_into(&mut asks);
+        assert!(matches!(
+            asks.next().now_or_never(),
+            Some(Some(Response::AskFailed { .. }))
+        ));
+    }
+
+    /// A reply after the hand-off needs no second wake.
+    #[test]
+    fn a_reply_after_the_hand_off_wakes_the_writer_once() {
+        let handoff = Handoff::new();
+        let writer = Arc::new(Writer::default());
+        let writer_waker = Waker::from(writer.clone());
+        assert!(
+            handoff
+                .poll_ready(&mut Context::from_waker(&writer_waker))
+                .is_pending()
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let ask = async move {
+            let _ = rx.await;
+            reply()
+        };
+        assert!(handoff.start(ask.boxed()).is_none());
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            0,
+            "handing over wakes no one"
+        );
+        tx.send(()).unwrap();
+        assert_eq!(writer.0.load(Ordering::SeqCst), 1);
+    }
 }

@@ -93,6 +93,28 @@ async fn many_asks_are_in_flight_on_one_connection() {
     assert!(svc.stop().await.shutdown.accounting.balanced());
 }
 
+/// One ask at a time, so each reply is the only wake its connection's
+/// writer gets: a reply that came before the reader handed its ask over
+/// (decision 0025) must still be written, or that ask times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_asks_each_get_their_reply() {
+    let svc = start("").await;
+    let c = Client::connect(client_config(svc.tcp).connections(1))
+        .await
+        .unwrap();
+    for i in 0..5_000u32 {
+        let reply = c
+            .ask_timeout("echo", i.to_le_bytes().to_vec(), Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("ask {i}: {e}"));
+        assert_eq!(&reply.payload[..], &i.to_le_bytes());
+    }
+    c.close().await;
+    let report = svc.stop().await;
+    assert!(report.shutdown.accounting.balanced(), "{report}");
+    assert_eq!(report.tcp_asks, 5_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_is_refused_and_others_keep_working() {
     let svc = start("").await;
