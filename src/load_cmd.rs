@@ -77,6 +77,10 @@ pub struct LoadArgs {
     /// one, which the load generator uses).
     #[arg(long)]
     pub workers: Option<String>,
+    /// Remote: worker threads of the tool's own runtime, which runs the
+    /// client (0: one per core; 1 leaves a core to a server on this machine).
+    #[arg(long)]
+    pub client_workers: Option<String>,
     /// Embedded: generators share the agents' cores, true or false.
     #[arg(long)]
     pub pin: Option<String>,
@@ -159,7 +163,7 @@ impl LoadArgs {
     /// The overrides the flags stand for, in a fixed order (`--set` last).
     pub fn overrides(&self) -> Overrides {
         let mut o = Overrides::default();
-        let flags: [(&str, &Option<String>); 35] = [
+        let flags: [(&str, &Option<String>); 36] = [
             ("target", &self.target),
             ("rate", &self.rate),
             ("duration", &self.duration),
@@ -179,6 +183,7 @@ impl LoadArgs {
             ("overflow", &self.overflow),
             ("max_batch", &self.max_batch),
             ("workers", &self.workers),
+            ("client_workers", &self.client_workers),
             ("pin", &self.pin),
             ("runtime_latency", &self.runtime_latency),
             ("timeout", &self.timeout),
@@ -208,13 +213,18 @@ impl LoadArgs {
     }
 }
 
-/// Runs `switchyard load`.
-pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+/// The scenario `args` name, with their overrides applied and validated.
+pub fn scenario(args: &LoadArgs) -> anyhow::Result<Scenario> {
     let overrides = args.overrides();
-    let scenario = match &args.scenario {
+    Ok(match &args.scenario {
         Some(path) => Scenario::load(path, &overrides)?,
         None => Scenario::default_with(&overrides)?,
-    };
+    })
+}
+
+/// Runs `switchyard load` with `scenario`, resolved by [`scenario`] (the
+/// caller builds its Tokio runtime with the scenario's `client_workers`).
+pub async fn run(args: LoadArgs, scenario: Scenario) -> anyhow::Result<ExitCode> {
     if !(args.threshold.is_finite() && args.threshold >= 0.0) {
         anyhow::bail!("--threshold {} is not a percentage >= 0", args.threshold);
     }

@@ -96,9 +96,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(cli.log_format, default_level);
     match cli.command {
         Command::Agent { command } => agent_cmd::run(command),
-        Command::Load(args) => tokio_runtime(0, Duration::ZERO)?
-            .block_on(async { tokio::spawn(load_cmd::run(*args)).await })
-            .context("the load task panicked")?,
+        Command::Load(args) => {
+            // The tool's own runtime runs the client of a remote target.
+            let scenario = load_cmd::scenario(&args)?;
+            tokio_runtime(scenario.client_workers, Duration::ZERO)?
+                .block_on(async { tokio::spawn(load_cmd::run(*args, scenario)).await })
+                .context("the load task panicked")?
+        }
         Command::Serve(args) => {
             // The service sizes its runtime from its config, so it is read first.
             let config = serve::load(&args)?;

@@ -187,3 +187,89 @@ fn baselines_are_saved_and_compared() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("baseline \"b1\""));
 }
+
+/// Kills the service if the test fails before it stopped it.
+struct Reap(Option<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn client_workers_size_the_tools_runtime_for_a_remote_target() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut reap = Reap(Some(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "serve",
+                "--workers",
+                "1",
+                "--tcp",
+                "127.0.0.1:0",
+                "--http",
+                "",
+            ])
+            .env_remove("SWITCHYARD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchyard binary runs"),
+    ));
+    let child = reap.0.as_mut().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("switchyard serving") {
+        banner.clear();
+        assert!(
+            lines.read_line(&mut banner).unwrap() > 0,
+            "serve exited early"
+        );
+    }
+    // The banner: "... tcp 127.0.0.1:PORT, http off, ..."
+    let addr = banner
+        .split("tcp ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the banner names the TCP address");
+    let target = format!("tcp://{addr}");
+    let remote = [
+        "--target",
+        target.as_str(),
+        "--agent",
+        "echo",
+        "--workload",
+        "ask",
+        "--rate",
+        "500",
+        "--duration",
+        "500ms",
+        "--ramp-up",
+        "0s",
+        "--slo-p99",
+        "10s",
+    ];
+    for (workers, says) in [
+        ("1", "(client on 1 Tokio worker thread)"),
+        ("2", "(client on 2 Tokio worker threads)"),
+    ] {
+        let o = load(&[&remote[..], &["--client-workers", workers]].concat());
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(says), "{out}");
+    }
+    // The embedded target has no client: the flag is refused, naming the fix.
+    let o = load(&[SHORT, &["--client-workers", "1"]].concat());
+    assert_eq!(code(&o), 2);
+    let e = stderr(&o);
+    assert!(
+        e.contains("client_workers = 1") && e.contains("workers"),
+        "{e}"
+    );
+    drop(reap);
+}

@@ -316,6 +316,13 @@ pub struct Scenario {
     /// generator: the available cores minus one, at least one.
     #[serde(default)]
     pub workers: usize,
+    /// Remote: Tokio worker threads of the tool's own runtime, which runs the
+    /// client (connections, ask driver, HTTP requests). 0 (the default): one
+    /// per core. Beside a server on the same small machine, 1 leaves it a
+    /// core (see `docs/loadtest.md`). `switchyard load` builds its runtime
+    /// with it; a program calling [`crate::run`] brings its own runtime.
+    #[serde(default)]
+    pub client_workers: usize,
     /// Embedded: run the generators on the agents' cores (the last
     /// `workers` allowed ones) and leave the rest to the tool's own threads,
     /// so handing a message to an agent stays on one core. Needs a core to
@@ -549,6 +556,19 @@ impl Scenario {
                 self.workers
             ));
         }
+        if self.client_workers > MAX_WORKERS {
+            return Err(format!(
+                "client_workers = {} is above {MAX_WORKERS}; use 0 (one per core) or a thread count",
+                self.client_workers
+            ));
+        }
+        if self.client_workers > 0 && self.target == TargetSpec::Embedded {
+            return Err(format!(
+                "client_workers = {} applies to tcp:// and http:// targets; for the embedded \
+                 target set workers (the runtime under test) instead",
+                self.client_workers
+            ));
+        }
         if self.generators > 64 {
             return Err(format!("generators = {} is above 64", self.generators));
         }
@@ -679,6 +699,23 @@ mod tests {
         o.set("burst.sizes", "3");
         let e = Scenario::default_with(&o).unwrap_err().to_string();
         assert!(e.contains("sizes"), "{e}");
+    }
+
+    #[test]
+    fn client_workers_apply_to_remote_targets_only() {
+        let mut o = Overrides::default();
+        assert_eq!(Scenario::default_with(&o).unwrap().client_workers, 0);
+        o.set("client_workers", "1");
+        let e = Scenario::default_with(&o).unwrap_err().to_string();
+        assert!(
+            e.contains("client_workers = 1") && e.contains("set workers"),
+            "{e}"
+        );
+        o.set("target", "tcp://127.0.0.1:7700");
+        assert_eq!(Scenario::default_with(&o).unwrap().client_workers, 1);
+        o.set("client_workers", "5000");
+        let e = Scenario::default_with(&o).unwrap_err().to_string();
+        assert!(e.contains("client_workers = 5000"), "{e}");
     }
 
     #[test]

@@ -252,7 +252,11 @@ fn build(
                 },
                 settled.placement.as_deref().unwrap_or_default()
             ),
-            _ => format!("agent {}", s.agent),
+            _ => format!(
+                "agent {} {}",
+                s.agent,
+                settled.placement.as_deref().unwrap_or_default()
+            ),
         },
         payload_bytes: s.payload,
         started_unix_s,

@@ -181,12 +181,24 @@ impl Target {
     /// Waits for the last confirmations (until `deadline`), reads the final
     /// counters and closes the target.
     pub async fn finish(self, tally: &Tally, deadline: Instant, workload: Workload) -> Settled {
-        match self {
-            Target::Embedded(t) => t.finish(tally, deadline).await,
+        let mut settled = match self {
+            Target::Embedded(t) => return t.finish(tally, deadline).await,
             Target::Tcp(t) => t.finish(tally, deadline, workload).await,
             Target::Http(t) => t.finish(tally, deadline, workload).await,
-        }
+        };
+        settled.placement = Some(client_placement());
+        settled
     }
+}
+
+/// Where a remote target's client ran: the worker threads of the runtime
+/// that drove it (the tool's own, sized by `client_workers`).
+fn client_placement() -> String {
+    let n = tokio::runtime::Handle::current().metrics().num_workers();
+    format!(
+        "(client on {n} Tokio worker thread{})",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// How long to wait between checks while draining.
