@@ -244,6 +244,28 @@ async fn tcp_asks_and_closed_loop_get_replies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_open_loop_asks_get_replies() {
+    // Many asks in flight at once from the open loop's ticks.
+    let svc = service().await;
+    let s = scenario(&[
+        ("target", &format!("tcp://{}", svc.tcp)),
+        ("token", TOKEN),
+        ("agent", "echo"),
+        ("workload", "ask"),
+        ("rate", "20000"),
+        ("duration", "500ms"),
+        ("ramp_up", "0s"),
+        ("slo.p99", "10s"),
+    ]);
+    let r = run(&s, Display::Quiet).await.unwrap();
+    assert_balanced(&r);
+    assert_eq!(r.generator.mode, "open");
+    assert_eq!(r.sent, r.generator.scheduled, "{}", report::text(&r));
+    assert_eq!(r.ok, r.sent, "{}", report::text(&r));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_tells_and_asks_are_confirmed() {
     let svc = service().await;
     for (workload, agent) in [("tell", "echo"), ("ask", "echo")] {
