@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+
 fn load(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("load")
@@ -188,49 +190,10 @@ fn baselines_are_saved_and_compared() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("baseline \"b1\""));
 }
 
-/// Kills the service if the test fails before it stopped it.
-struct Reap(Option<std::process::Child>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn client_workers_size_the_tools_runtime_for_a_remote_target() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let mut reap = Reap(Some(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args([
-                "serve",
-                "--workers",
-                "1",
-                "--tcp",
-                "127.0.0.1:0",
-                "--http",
-                "",
-            ])
-            .env_remove("SWITCHYARD_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the switchyard binary runs"),
-    ));
-    let child = reap.0.as_mut().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap());
-    let mut banner = String::new();
-    while !banner.contains("switchyard serving") {
-        banner.clear();
-        assert!(
-            lines.read_line(&mut banner).unwrap() > 0,
-            "serve exited early"
-        );
-    }
+    let (reap, banner, _stderr) =
+        common::serve(&["--workers", "1", "--tcp", "127.0.0.1:0", "--http", ""]);
     // The banner: "... tcp 127.0.0.1:PORT, http off, ..."
     let addr = banner
         .split("tcp ")

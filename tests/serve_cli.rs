@@ -2,51 +2,15 @@
 //! banner says what started, SIGTERM drains and exits 0, and a bad flag
 //! value exits 2 naming the key and the fix.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// Kills the service if the test fails before it stopped it.
-struct Reap(Option<Child>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+mod common;
 
 #[test]
 fn serve_starts_the_workers_asked_for_and_drains_on_sigterm() {
-    let mut reap = Reap(Some(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args([
-                "serve",
-                "--workers",
-                "1",
-                "--tcp",
-                "127.0.0.1:0",
-                "--http",
-                "",
-            ])
-            .env_remove("SWITCHYARD_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the switchyard binary runs"),
-    ));
+    let (mut reap, banner, _stderr) =
+        common::serve(&["--workers", "1", "--tcp", "127.0.0.1:0", "--http", ""]);
     let child = reap.0.as_mut().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut banner = String::new();
-    loop {
-        banner.clear();
-        let n = stderr.read_line(&mut banner).unwrap();
-        assert!(n > 0, "serve exited before it said it was serving");
-        if banner.contains("switchyard serving") {
-            break;
-        }
-    }
     assert!(banner.contains("1 worker thread;"), "{banner}");
     assert!(banner.contains("http off"), "{banner}");
     // The shell's own `kill`: no package beyond `sh` needed.
