@@ -33,6 +33,7 @@
 
 pub mod address;
 mod agent;
+mod budget;
 mod cell;
 mod config;
 mod deadletter;
@@ -55,6 +56,7 @@ pub mod wasm;
 
 pub use address::AgentId;
 pub use agent::{Agent, Context};
+pub use budget::SENDS_PER_YIELD;
 pub use config::{AgentConfig, DEFAULT_CAPACITY, DEFAULT_MAX_BATCH, RestartPolicy, Supervision};
 pub use deadletter::{DeadLetter, DeadLetterReason, DeadLetterSummary, DeadLetters};
 pub use envelope::{Envelope, Headers, Kind, MAX_HEADERS, MessageId, Performative, fnv1a};

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::address::{AgentId, validate_name};
 use crate::agent::Agent;
+use crate::budget;
 use crate::cell::{AgentCell, Control};
 use crate::config::AgentConfig;
 use crate::deadletter::DeadLetters;
@@ -278,6 +279,8 @@ impl std::fmt::Debug for Runtime {
 /// The result of the synchronous part of a send.
 enum Fast<T> {
     Done(Result<(), SendError<T>>),
+    /// Nothing was sent: the mailbox is full and its policy is `block`, or
+    /// the thread's send budget ran out (then [`Runtime::finish`] yields first).
     Wait(Arc<AgentCell>, T),
 }
 
@@ -462,8 +465,20 @@ impl Runtime {
         }
     }
 
-    fn tell_fast(&self, name: &str, env: Envelope) -> Fast<Envelope> {
+    /// [`Runtime::offer`] within the thread's send budget: when it has run
+    /// out, hands the message back to be delivered after a yield.
+    #[inline]
+    fn paced_offer(&self, cell: &Arc<AgentCell>, env: Envelope) -> Fast<Envelope> {
+        if budget::take(1) {
+            return Fast::Wait(cell.clone(), env);
+        }
+        self.offer(cell, env)
+    }
+
+    /// Routes `name` and offers; `paced`: within the send budget (async sends).
+    fn tell_fast(&self, name: &str, env: Envelope, paced: bool) -> Fast<Envelope> {
         match self.inner.registry.names.get(name.as_bytes()) {
+            Some(route) if paced => self.paced_offer(route.pick(env.key()), env),
             Some(route) => self.offer(route.pick(env.key()), env),
             None => Fast::Done(Err(self.unknown(name, env))),
         }
@@ -480,7 +495,12 @@ impl Runtime {
     async fn finish(&self, fast: Fast<Envelope>) -> Result<(), SendError<Envelope>> {
         let result = match fast {
             Fast::Done(r) => r,
-            Fast::Wait(cell, env) => cell.deliver(env, &self.inner.dead).await,
+            Fast::Wait(cell, env) => {
+                if budget::refill_if_spent() {
+                    tokio::task::yield_now().await;
+                }
+                cell.deliver(env, &self.inner.dead).await
+            }
         };
         self.counted(result, 1)
     }
@@ -491,7 +511,7 @@ impl Runtime {
     /// # Cancel safety
     /// Cancel safe: if cancelled while waiting, the message was not accepted.
     pub async fn tell(&self, name: &str, env: Envelope) -> Result<(), SendError<Envelope>> {
-        match self.tell_fast(name, env) {
+        match self.tell_fast(name, env, true) {
             Fast::Done(Ok(())) => Ok(()),
             slow => self.finish(slow).await,
         }
@@ -499,7 +519,7 @@ impl Runtime {
 
     /// Sends without ever waiting: a full `block` mailbox refuses with `Full`.
     pub fn try_tell(&self, name: &str, env: Envelope) -> Result<(), SendError<Envelope>> {
-        let result = match self.tell_fast(name, env) {
+        let result = match self.tell_fast(name, env, false) {
             Fast::Done(r) => r,
             Fast::Wait(cell, env) => Err(cell.refused(Refusal::Full, env, 1)),
         };
@@ -512,7 +532,7 @@ impl Runtime {
     /// As [`Runtime::tell`].
     pub async fn tell_id(&self, id: AgentId, env: Envelope) -> Result<(), SendError<Envelope>> {
         let fast = match self.inner.registry.ids.get(&id) {
-            Some(cell) => self.offer(&cell, env),
+            Some(cell) => self.paced_offer(&cell, env),
             None => Fast::Done(Err(self.unknown(&id.to_string(), env))),
         };
         match fast {
@@ -534,6 +554,7 @@ impl Runtime {
         batch: Vec<Envelope>,
     ) -> Result<(), SendError<Vec<Envelope>>> {
         let n = batch.len();
+        budget::spend(n).await;
         let result = self.tell_batch_inner(name, batch).await;
         self.counted(result, n)
     }
@@ -681,6 +702,7 @@ impl Runtime {
         let subs = self.inner.registry.topics.get(topic).map(|s| s.clone());
         let mut report = PublishReport::default();
         let Some(subs) = subs else { return report };
+        budget::spend(subs.len()).await;
         let last = subs.len().saturating_sub(1);
         let mut original = Some(env);
         for (i, route) in subs.iter().enumerate() {
@@ -890,7 +912,7 @@ impl Addr {
     /// # Cancel safety
     /// Cancel safe, as [`Runtime::tell`].
     pub async fn tell(&self, env: Envelope) -> Result<(), SendError<Envelope>> {
-        match self.rt.offer(self.route.pick(env.key()), env) {
+        match self.rt.paced_offer(self.route.pick(env.key()), env) {
             Fast::Done(Ok(())) => Ok(()),
             slow => self.rt.finish(slow).await,
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchyard_runtime::{
     Agent, AgentConfig, AgentError, AskError, Context, DeadLetterReason, Envelope, Kind, Overflow,
-    Runtime, SendError, SpawnError, Strategy,
+    Runtime, SENDS_PER_YIELD, SendError, SpawnError, Strategy,
 };
 
 /// Replies to asks with its payload; records every payload it handles.
@@ -575,4 +575,74 @@ async fn key_affinity_batches_split_by_key() {
     rt.tell_batch("keyed", batch).await.unwrap();
     settle(&rt).await;
     assert_eq!(rt.accounting().handled, 100);
+}
+
+/// Counts what it handles.
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl Agent for Counter {
+    async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// On a one-thread runtime, a producer whose sends never wait for room
+/// still yields at least once per `SENDS_PER_YIELD` sends, by every async
+/// send path: another task and the agent it feeds both run before it is done.
+#[tokio::test]
+async fn a_producer_that_never_waits_still_yields() {
+    let rt = Runtime::new();
+    let handled = Counter::default();
+    let h = handled.clone();
+    let roomy = AgentConfig::default().capacity(1 << 20);
+    rt.spawn("sink", roomy, move || h.clone()).unwrap();
+    rt.subscribe("news", "sink").unwrap();
+    let id = rt.resolve("sink").unwrap().ids()[0];
+    let addr = rt.resolve("sink").unwrap();
+    let every = SENDS_PER_YIELD as u64;
+    for path in ["tell", "tell_id", "addr", "tell_batch", "publish"] {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let t = ticks.clone();
+        let other = tokio::spawn(async move {
+            loop {
+                t.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        });
+        let handled_before = handled.0.load(Ordering::SeqCst);
+        let (mut sent, mut ticks_seen, mut handled_seen) = (0u64, Vec::new(), 0);
+        while sent < 4 * every {
+            let env = Envelope::tell("m");
+            match path {
+                "tell" => rt.tell("sink", env).await.unwrap(),
+                "tell_id" => rt.tell_id(id, env).await.unwrap(),
+                "addr" => addr.tell(env).await.unwrap(),
+                "tell_batch" => {
+                    let batch = (0..64).map(|_| Envelope::tell("m")).collect();
+                    rt.tell_batch("sink", batch).await.unwrap();
+                    sent += 63;
+                }
+                _ => assert_eq!(rt.publish("news", env).await.delivered, 1),
+            }
+            sent += 1;
+            if sent % every < 64 {
+                ticks_seen.push(ticks.load(Ordering::SeqCst));
+                handled_seen = handled.0.load(Ordering::SeqCst) - handled_before;
+            }
+        }
+        other.abort();
+        // Sampled at the start of each budget: the other task ran in (almost) every one.
+        ticks_seen.dedup();
+        assert!(
+            ticks_seen.len() >= 3,
+            "{path}: the other task ran only at {ticks_seen:?} over {sent} sends"
+        );
+        assert!(
+            handled_seen > 0,
+            "{path}: the agent handled nothing while {sent} sends were made"
+        );
+    }
+    settle(&rt).await;
 }
