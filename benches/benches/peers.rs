@@ -6,6 +6,8 @@
 //!    every actor has handled its share. Each actor counts locally and adds its
 //!    share to a shared counter once per round (the same [`Tally`] everywhere).
 //!    One warm-up round, then 3 timed rounds; the median is reported.
+//!    Twice for the Tokio-based three, on the 2-worker runtime and on a
+//!    1-worker one, as for asks below (actix runs on one thread in both).
 //! 2. *Ask latency*: 200,000 sequential asks to one echo actor (after 10,000
 //!    unrecorded), each timed on its own into an HdrHistogram: p50 and p99.
 //!    Twice for the Tokio-based three: on the 2-worker runtime and on a
@@ -95,6 +97,8 @@ struct Column {
     name: &'static str,
     /// msg/s per N.
     rates: Vec<f64>,
+    /// msg/s per N on a 1-worker Tokio runtime.
+    rates_1w: Vec<f64>,
     p50_us: f64,
     p99_us: f64,
     /// The same asks on a 1-worker Tokio runtime.
@@ -109,20 +113,35 @@ fn median_rate(mut times: Vec<Duration>) -> f64 {
     MESSAGES as f64 / times[times.len() / 2].as_secs_f64()
 }
 
+/// `throughput(n, workers)` and `asks(workers)` run on `WORKERS` and on 1
+/// worker, unless `one_thread` (actix): then one run serves both rows.
 fn column(
     name: &'static str,
-    throughput: impl Fn(usize) -> Vec<Duration>,
+    one_thread: bool,
+    throughput: impl Fn(usize, usize) -> Vec<Duration>,
     asks: impl Fn(usize) -> Percentiles,
     spawns: impl Fn() -> Spawned,
 ) -> Column {
     eprintln!("peers: {name} ...");
-    let rates = NS.iter().map(|&n| median_rate(throughput(n))).collect();
+    let rates_on = |workers: usize| -> Vec<f64> {
+        NS.iter()
+            .map(|&n| median_rate(throughput(n, workers)))
+            .collect()
+    };
+    let rates = rates_on(WORKERS);
+    let rates_1w = if one_thread {
+        rates.clone()
+    } else {
+        rates_on(1)
+    };
     let us = |a: &Percentiles, q: f64| a.at(q).as_secs_f64() * 1e6;
-    let (a, one) = (asks(WORKERS), asks(1));
+    let a = asks(WORKERS);
+    let one = if one_thread { a.clone() } else { asks(1) };
     let s = spawns();
     Column {
         name,
         rates,
+        rates_1w,
         p50_us: us(&a, 0.5),
         p99_us: us(&a, 0.99),
         p50_1w_us: us(&one, 0.5),
@@ -140,17 +159,25 @@ fn main() {
     if on("switchyard") {
         cols.push(column(
             "switchyard",
-            |n| switchyard_peer::throughput(n, Addressing::ByName),
+            false,
+            |n, w| switchyard_peer::throughput(n, w, Addressing::ByName),
             switchyard_peer::asks,
             || switchyard_peer::spawns(false),
         ));
         let rates = NS
             .iter()
-            .map(|&n| median_rate(switchyard_peer::throughput(n, Addressing::Resolved)))
+            .map(|&n| {
+                median_rate(switchyard_peer::throughput(
+                    n,
+                    WORKERS,
+                    Addressing::Resolved,
+                ))
+            })
             .collect();
         cols.push(Column {
             name: "sy (Addr)",
             rates,
+            rates_1w: vec![f64::NAN; NS.len()],
             p50_us: f64::NAN,
             p99_us: f64::NAN,
             p50_1w_us: f64::NAN,
@@ -162,6 +189,7 @@ fn main() {
         cols.push(Column {
             name: "sy (lazy)",
             rates: vec![f64::NAN; NS.len()],
+            rates_1w: vec![f64::NAN; NS.len()],
             p50_us: f64::NAN,
             p99_us: f64::NAN,
             p50_1w_us: f64::NAN,
@@ -173,8 +201,9 @@ fn main() {
     if on("actix") {
         cols.push(column(
             "actix 0.13",
-            actix_peer::throughput,
-            // Always one thread: the same run serves both ask rows.
+            // Always one thread: the same runs serve both rows of each.
+            true,
+            |n, _| actix_peer::throughput(n),
             |_| actix_peer::asks(),
             actix_peer::spawns,
         ));
@@ -182,6 +211,7 @@ fn main() {
     if on("ractor") {
         cols.push(column(
             "ractor 0.16",
+            false,
             ractor_peer::throughput,
             ractor_peer::asks,
             ractor_peer::spawns,
@@ -190,6 +220,7 @@ fn main() {
     if on("kameo") {
         cols.push(column(
             "kameo 0.22",
+            false,
             kameo_peer::throughput,
             kameo_peer::asks,
             kameo_peer::spawns,
@@ -230,6 +261,14 @@ fn print_table(cols: &[Column]) {
         row(
             format!("tell, N={n}: M msg/s (↑)"),
             &|c: &Column| c.rates.get(i).copied().unwrap_or(f64::NAN),
+            1e6,
+            2,
+        );
+    }
+    for (i, n) in NS.iter().enumerate() {
+        row(
+            format!("tell, N={n}, 1 worker: M msg/s (↑)"),
+            &|c: &Column| c.rates_1w.get(i).copied().unwrap_or(f64::NAN),
             1e6,
             2,
         );

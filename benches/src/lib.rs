@@ -322,7 +322,7 @@ fn page_size() -> u64 {
 }
 
 /// Per-operation latencies in nanoseconds.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Percentiles {
     hist: Histogram<u64>,
 }

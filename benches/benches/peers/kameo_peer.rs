@@ -39,9 +39,10 @@ impl Message<Ping> for Echo {
     }
 }
 
-/// As the Switchyard side: warm-up round, then `ROUNDS` timed rounds.
-pub fn throughput(n: usize) -> Vec<Duration> {
-    let tokio = tokio_runtime();
+/// As the Switchyard side: warm-up round, then `ROUNDS` timed rounds, on
+/// a Tokio runtime of `workers` workers.
+pub fn throughput(n: usize, workers: usize) -> Vec<Duration> {
+    let tokio = tokio_runtime_with(workers);
     let out = run_in_task(&tokio, async move {
         let done = Done::new();
         let share = MESSAGES / n as u64;

@@ -32,9 +32,10 @@ pub enum Addressing {
     Resolved,
 }
 
-/// `ROUNDS` timed rounds of `MESSAGES` u64 tells round-robin over `n` agents, after one warm-up round.
-pub fn throughput(n: usize, addressing: Addressing) -> Vec<Duration> {
-    let tokio = tokio_runtime();
+/// `ROUNDS` timed rounds of `MESSAGES` u64 tells round-robin over `n` agents,
+/// after one warm-up round, on a Tokio runtime of `workers` workers.
+pub fn throughput(n: usize, workers: usize, addressing: Addressing) -> Vec<Duration> {
+    let tokio = tokio_runtime_with(workers);
     let names = names("peer", n);
     run_in_task(&tokio, async move {
         let rt = Runtime::new();
