@@ -232,7 +232,7 @@ fn main() {
 fn print_table(cols: &[Column]) {
     let sy = cols.iter().find(|c| c.name == "switchyard");
     let peers: Vec<&Column> = cols.iter().filter(|c| !c.name.starts_with("s")).collect();
-    let mut header = format!("| {:<32} |", "workload");
+    let mut header = format!("| {:<36} |", "workload");
     for c in cols {
         header += &format!(" {:>12} |", c.name);
     }
@@ -247,7 +247,7 @@ fn print_table(cols: &[Column]) {
     );
     println!("|{}", "---|".repeat(1 + cols.len() + peers.len()));
     let row = |label: String, get: &dyn Fn(&Column) -> f64, scale: f64, unit_digits: usize| {
-        let mut line = format!("| {label:<32} |");
+        let mut line = format!("| {label:<36} |");
         for c in cols {
             line += &format!(" {:>12.*} |", unit_digits, get(c) / scale);
         }
