@@ -577,30 +577,17 @@ async fn key_affinity_batches_split_by_key() {
     assert_eq!(rt.accounting().handled, 100);
 }
 
-/// Counts what it handles.
-#[derive(Clone, Default)]
-struct Counter(Arc<AtomicU64>);
-
-impl Agent for Counter {
-    async fn handle(&mut self, _ctx: &mut Context, _msg: &Envelope) -> Result<(), AgentError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 /// On a one-thread runtime, a producer whose sends never wait for room
 /// still yields at least once per `SENDS_PER_YIELD` sends, by every async
 /// send path: another task and the agent it feeds both run before it is done.
 #[tokio::test]
 async fn a_producer_that_never_waits_still_yields() {
     let rt = Runtime::new();
-    let handled = Counter::default();
-    let h = handled.clone();
     let roomy = AgentConfig::default().capacity(1 << 20);
-    rt.spawn("sink", roomy, move || h.clone()).unwrap();
+    rt.spawn("sink", roomy, Recorder::default).unwrap();
     rt.subscribe("news", "sink").unwrap();
-    let id = rt.resolve("sink").unwrap().ids()[0];
     let addr = rt.resolve("sink").unwrap();
+    let id = addr.ids()[0];
     let every = SENDS_PER_YIELD as u64;
     for path in ["tell", "tell_id", "addr", "tell_batch", "publish"] {
         let ticks = Arc::new(AtomicU64::new(0));
@@ -611,7 +598,7 @@ async fn a_producer_that_never_waits_still_yields() {
                 tokio::task::yield_now().await;
             }
         });
-        let handled_before = handled.0.load(Ordering::SeqCst);
+        let handled_before = rt.accounting().handled;
         let (mut sent, mut ticks_seen, mut handled_seen) = (0u64, Vec::new(), 0);
         while sent < 4 * every {
             let env = Envelope::tell("m");
@@ -629,7 +616,7 @@ async fn a_producer_that_never_waits_still_yields() {
             sent += 1;
             if sent % every < 64 {
                 ticks_seen.push(ticks.load(Ordering::SeqCst));
-                handled_seen = handled.0.load(Ordering::SeqCst) - handled_before;
+                handled_seen = rt.accounting().handled - handled_before;
             }
         }
         other.abort();
